@@ -1,0 +1,1 @@
+"""The one typed config schema (``schema.py``) and its loader (``loader.py``)."""

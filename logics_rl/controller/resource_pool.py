@@ -1,0 +1,102 @@
+"""``ResourcePool``: Ray placement groups over nodes x devices.
+
+One placement group per node (STRICT_PACK), one bundle per process slot. On a GPU cluster a
+bundle is one GPU; on CPU it is ``cpus_per_process`` CPUs. ``max_colocate_count`` actors (of
+different worker groups) may share one bundle, each taking an equal share of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Slot:
+    placement_group: Any
+    bundle_index: int
+    local_rank: int
+    local_world_size: int
+
+
+@dataclass
+class ResourcePool:
+    process_on_nodes: list[int]
+    use_gpu: bool = False
+    max_colocate_count: int = 1
+    cpus_per_process: float = 1.0
+    name: str = "logics_rl"
+    ready_timeout_s: float = 120.0
+    _pgs: list[Any] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.process_on_nodes or any(n < 1 for n in self.process_on_nodes):
+            raise ValueError(
+                f"process_on_nodes must be positive counts, got {self.process_on_nodes}"
+            )
+        if self.max_colocate_count < 1:
+            raise ValueError("max_colocate_count must be >= 1")
+
+    @property
+    def world_size(self) -> int:
+        return sum(self.process_on_nodes)
+
+    def _bundle(self) -> dict[str, float]:
+        bundle = {"CPU": float(self.cpus_per_process)}
+        if self.use_gpu:
+            bundle["GPU"] = 1.0
+        return bundle
+
+    def placement_groups(self) -> list[Any]:
+        """Create (once) and wait for the placement groups; a clear error if they cannot fit."""
+        if self._pgs:
+            return self._pgs
+        import ray
+        from ray.util.placement_group import placement_group
+
+        pgs = []
+        for n in self.process_on_nodes:
+            pgs.append(placement_group([self._bundle()] * n, strategy="STRICT_PACK"))
+        ready, _ = ray.wait(
+            [pg.ready() for pg in pgs], num_returns=len(pgs), timeout=self.ready_timeout_s
+        )
+        if len(ready) != len(pgs):
+            for pg in pgs:
+                ray.util.remove_placement_group(pg)
+            raise RuntimeError(
+                f"resource pool {self.name!r} needs {self.process_on_nodes} processes per node with "
+                f"{self._bundle()} each, but the cluster could not provide them within "
+                f"{self.ready_timeout_s:g} s; available: {ray.available_resources()}"
+            )
+        self._pgs = pgs
+        return pgs
+
+    def slots(self) -> list[Slot]:
+        """One slot per rank, in rank order."""
+        out = []
+        for pg, n in zip(self.placement_groups(), self.process_on_nodes):
+            out.extend(Slot(pg, i, i, n) for i in range(n))
+        return out
+
+    def actor_options(self, slot: Slot) -> dict[str, Any]:
+        """Ray options for one actor of one group in ``slot``."""
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        share = 1.0 / self.max_colocate_count
+        opts: dict[str, Any] = {
+            "num_cpus": self.cpus_per_process * share,
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                placement_group=slot.placement_group,
+                placement_group_bundle_index=slot.bundle_index,
+            ),
+        }
+        if self.use_gpu:
+            opts["num_gpus"] = share
+        return opts
+
+    def remove(self) -> None:
+        import ray
+
+        for pg in self._pgs:
+            ray.util.remove_placement_group(pg)
+        self._pgs = []

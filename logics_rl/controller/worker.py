@@ -1,0 +1,78 @@
+"""``Worker``: the base class of every Ray actor a ``WorkerGroup`` spawns.
+
+Rank, world size, local rank and the rendezvous address come from environment variables the
+group sets when it creates the actor, so they are known in ``__init__``. ``torch.distributed``
+is initialised on demand (gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+
+
+def node_ip() -> str:
+    import ray
+
+    return ray.util.get_node_ip_address()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+class Worker:
+    """Base class: rank / world size / device and on-demand ``torch.distributed``."""
+
+    def __init__(self) -> None:
+        env = os.environ
+        self.rank = int(env.get("RANK", "0"))
+        self.world_size = int(env.get("WORLD_SIZE", "1"))
+        self.local_rank = int(env.get("LOCAL_RANK", "0"))
+        self.local_world_size = int(env.get("LOCAL_WORLD_SIZE", "1"))
+        self.master_addr = env.get("MASTER_ADDR", "127.0.0.1")
+        self.master_port = int(env.get("MASTER_PORT", "0"))
+        self.uses_gpu = env.get("LOGICS_RL_USE_GPU", "0") == "1"
+
+    @property
+    def device(self):
+        import torch
+
+        # Ray narrows CUDA_VISIBLE_DEVICES to the actor's GPU, so the local index is 0.
+        return torch.device("cuda", 0) if self.uses_gpu else torch.device("cpu")
+
+    def init_distributed(self, backend: str | None = None, timeout_s: float = 1800.0) -> None:
+        """Join the group's ``torch.distributed`` world (idempotent)."""
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            return
+        backend = backend or ("nccl" if self.uses_gpu else "gloo")
+        dist.init_process_group(
+            backend=backend,
+            init_method=f"tcp://{self.master_addr}:{self.master_port}",
+            rank=self.rank,
+            world_size=self.world_size,
+            timeout=timedelta(seconds=timeout_s),
+        )
+
+    def dispatch_info(self) -> tuple[int, int, bool]:
+        """(data-parallel rank, data-parallel size, collects output) for DP_COMPUTE.
+
+        Pure data parallelism by default; a model-parallel engine overrides this so that ranks of
+        one tensor / pipeline group share a part and only one of them returns it.
+        """
+        return self.rank, self.world_size, True
+
+    # -- used by WorkerGroup itself (not group methods) ------------------------------------
+    def _lrl_dispatch_info(self) -> tuple[int, int, bool]:
+        return self.dispatch_info()
+
+    def _lrl_pid(self) -> int:
+        return os.getpid()
+
+    def _lrl_ping(self) -> bool:
+        return True
