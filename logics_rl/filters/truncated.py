@@ -1,0 +1,29 @@
+"""``truncated``: remove or mask samples that hit the length limit (finish reason "length").
+
+Logics-STEM drops over-long responses in dynamic sampling; DAPO's "overlong filtering" instead
+keeps them in the batch and zeroes their loss, so a truncated (unjudgeable) answer teaches nothing
+either way. ``mode="drop"`` removes them (a group left empty is dropped), ``mode="mask"`` keeps them
+with their loss masked. Sample reason: ``truncated``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from logics_rl.filters.base import FILTERS, FilterDecision, Group
+
+
+@FILTERS.register("truncated")
+def truncated(group: Group, *, mode: Literal["drop", "mask"] = "drop") -> FilterDecision:
+    if mode not in ("drop", "mask"):
+        raise ValueError(f"truncated: mode={mode!r} is not 'drop' or 'mask'")
+    hit = [bool(t) for t in group.truncated]
+    if not any(hit):
+        return FilterDecision(keep_group=True)
+    if mode == "mask":
+        return FilterDecision(keep_group=True, mask_samples=hit, sample_reason="truncated")
+    if all(hit):
+        return FilterDecision(keep_group=False, reason="all_truncated")
+    return FilterDecision(
+        keep_group=True, keep_samples=[not h for h in hit], sample_reason="truncated"
+    )
