@@ -103,6 +103,10 @@ class Batch:
     def keys(self) -> list[str]:
         return list(self.tensors.keys()) + list(self.non_tensors.keys())
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """The column ``key`` (tensor or non-tensor), or ``default`` when absent."""
+        return self[key] if key in self else default  # noqa: SIM401
+
     def __contains__(self, key: str) -> bool:
         return key in self.tensors or key in self.non_tensors
 

@@ -20,3 +20,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A 2-layer, 128-wide Qwen3 with the character tokenizer, built once per session."""
+    from logics_rl.models.tiny import TinySize, build_tiny_qwen3
+
+    return build_tiny_qwen3(str(tmp_path_factory.mktemp("tiny_qwen3")), TinySize(), seed=0)

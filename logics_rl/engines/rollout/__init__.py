@@ -1,0 +1,1 @@
+"""Rollout engines: vLLM (in-process) and HF generate, behind ``base.RolloutEngine``."""

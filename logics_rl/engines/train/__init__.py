@@ -1,0 +1,1 @@
+"""Training engines behind ``base.TrainEngine``: FSDP2 (``fsdp.py``)."""

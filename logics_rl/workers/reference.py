@@ -1,0 +1,16 @@
+"""The reference role: a frozen copy of the initial policy, for the KL term."""
+
+from __future__ import annotations
+
+from logics_rl.engines.train.base import TrainEngine
+from logics_rl.protocol import Batch
+
+
+class ReferenceRole:
+    def __init__(self, engine: TrainEngine):
+        self.engine = engine
+
+    def compute_ref_log_prob(self, batch: Batch) -> Batch:
+        temperature = float(batch.meta.get("temperature", 1.0))
+        out = self.engine.compute_log_prob(batch, temperature=temperature)
+        return Batch.from_dict({"ref_logp": out.logp})
