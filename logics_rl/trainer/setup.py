@@ -1,0 +1,82 @@
+"""What every trainer does before its loop: the run directory, the model, the data, Ray and the
+worker group."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from logics_rl.config.loader import to_yaml
+from logics_rl.config.schema import Config
+
+
+def prepare_run_dir(cfg: Config) -> str:
+    """Create the run directory and save the resolved config in it."""
+    run_dir = os.path.abspath(cfg.trainer.run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as fh:
+        fh.write(to_yaml(cfg))
+    return run_dir
+
+
+def resolve_model(cfg: Config, run_dir: str) -> str:
+    """``tiny`` builds a small Qwen3 in the run dir; ``smollm2`` converts the offline GGUF."""
+    path = cfg.model.path
+    if path == "tiny":
+        from logics_rl.models.tiny import TinySize, build_tiny_qwen3
+
+        out = os.path.join(run_dir, "model_init")
+        if not os.path.exists(os.path.join(out, "config.json")):
+            t = cfg.model.tiny
+            build_tiny_qwen3(
+                out,
+                TinySize(t.hidden, t.layers, t.heads, t.kv_heads, max_positions=t.max_positions),
+                seed=cfg.trainer.seed,
+            )
+        return out
+    if path == "smollm2":
+        from logics_rl.models.smollm2 import convert_smollm2
+
+        return convert_smollm2()
+    if not os.path.exists(os.path.join(path, "config.json")):
+        raise FileNotFoundError(f"model.path {path!r} is not a HF model directory (no config.json)")
+    return path
+
+
+def resolve_data(cfg: Config, run_dir: str) -> Config:
+    """Generate the synthetic task when configured and point empty file lists at it."""
+    if cfg.data.synthetic.task is None:
+        return cfg
+    from logics_rl.data.synthetic import write_task
+
+    paths = write_task(cfg.data.synthetic, os.path.join(run_dir, "data"))
+    data = dataclasses.replace(
+        cfg.data,
+        train_files=cfg.data.train_files or [paths["rl_train"]],
+        val_files=cfg.data.val_files or [paths["rl_val"]],
+    )
+    sft = dataclasses.replace(
+        cfg.sft,
+        train_files=cfg.sft.train_files or [paths["sft_train"]],
+        val_files=cfg.sft.val_files or [paths["sft_val"]],
+    )
+    return dataclasses.replace(cfg, data=data, sft=sft)
+
+
+def use_gpu(cfg: Config) -> bool:
+    if cfg.cluster.use_gpu is not None:
+        return cfg.cluster.use_gpu
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def make_pool(cfg: Config):
+    from logics_rl.controller import ResourcePool, init_ray
+
+    init_ray(cfg.cluster.ray_address)
+    return ResourcePool(
+        [cfg.cluster.procs_per_node] * cfg.cluster.nnodes,
+        use_gpu=use_gpu(cfg),
+        cpus_per_process=cfg.cluster.cpus_per_proc,
+    )
