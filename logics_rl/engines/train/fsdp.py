@@ -1,8 +1,9 @@
 """FSDP2 training engine: ``fully_shard`` per decoder layer, gloo on CPU / nccl on GPU.
 
 - fp32 on CPU; bf16 parameters with fp32 gradient reduction on GPU (``MixedPrecisionPolicy``).
-- Padding-free: each micro-batch is packed into one row (``packing.py``); on GPU with
-  flash-attn installed this is flash-attn varlen, on CPU a block-diagonal causal mask.
+- With flash-attn (GPU) each micro-batch is packed into one padding-free row (varlen); with
+  sdpa / eager (CPU) samples are right-padded rows with an attention mask, since a packed row
+  would need a dense mask quadratic in all the micro-batch's tokens (``packing.py``).
 - Micro-batches by token budget, the same number on every rank (FSDP collectives must match).
 - The loss of each micro-batch is globally normalised by the caller, so gradients are summed
   across micro-batches and ranks: FSDP averages over ranks, hence the loss is scaled by dp size.
@@ -65,19 +66,25 @@ class _PackedLM(nn.Module):
 
     def forward(
         self,
-        packed_input_ids: torch.Tensor,
+        input_ids: torch.Tensor,
         position_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
         predict_pos: torch.Tensor,
         targets: torch.Tensor,
         temperature: float,
         with_entropy: bool,
         chunk: int,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        # No attention mask and no cache: transformers then derives a block-diagonal causal mask
-        # from the restarting position ids (flash-attn: varlen boundaries). With a cache it
-        # would silently attend across samples.
-        out = self.lm.model(input_ids=packed_input_ids, position_ids=position_ids, use_cache=False)
-        hidden = out.last_hidden_state[0, predict_pos]
+        # Packed row: no attention mask and no cache, so transformers derives the sample
+        # boundaries from the restarting position ids (flash-attn varlen). With a cache it
+        # would silently attend across samples. Padded rows: the mask marks the valid tokens.
+        out = self.lm.model(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            attention_mask=attention_mask,
+            use_cache=False,
+        )
+        hidden = out.last_hidden_state.flatten(0, 1)[predict_pos]
         return token_logprobs(
             hidden,
             self.lm.get_output_embeddings().weight,
@@ -145,6 +152,8 @@ class FSDPEngine(TrainEngine):
             dtype=torch.float32,  # master weights in fp32; compute dtype via mixed precision
             attn_implementation=resolve_attn(cfg.attn_implementation, self.on_gpu),
         )
+        varlen = (lm.config._attn_implementation or "").startswith("flash_attention")
+        self.layout = "packed" if varlen else "padded"
         if cfg.activation_checkpointing and trainable:
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if not trainable:
@@ -198,6 +207,7 @@ class FSDPEngine(TrainEngine):
         return self.module(
             packed.input_ids.to(self.device),
             packed.position_ids.to(self.device),
+            None if packed.attention_mask is None else packed.attention_mask.to(self.device),
             packed.predict_pos.to(self.device),
             packed.targets.to(self.device),
             temperature,
@@ -223,7 +233,7 @@ class FSDPEngine(TrainEngine):
         ent = torch.zeros(B, R, dtype=torch.float32) if with_entropy else None
         for rows in self._micro_batches(batch):
             mb = batch[rows] if rows else self._dummy(batch)
-            packed = pack(*(mb[k] for k in _TRAIN_KEYS))
+            packed = pack(*(mb[k] for k in _TRAIN_KEYS), layout=self.layout)
             lp, e = self._forward(packed, temperature, with_entropy)
             if not rows:
                 continue
@@ -245,7 +255,7 @@ class FSDPEngine(TrainEngine):
         tokens, loss_tokens = 0, 0.0
         for i, rows in enumerate(micro):
             mb = batch[rows] if rows else self._dummy(batch)
-            packed = pack(*(mb[k] for k in _TRAIN_KEYS))
+            packed = pack(*(mb[k] for k in _TRAIN_KEYS), layout=self.layout)
             self.module.set_requires_gradient_sync(i == len(micro) - 1)
             lp, e = self._forward(packed, temperature, needs_entropy)
             logp_BT = packed.scatter(lp)

@@ -1,11 +1,18 @@
-"""Padding-free sequence packing and token-budget micro-batches.
+"""Sequence packing and token-budget micro-batches.
 
 Rollout batches store prompts left-padded (``prompt_ids``/``prompt_mask`` [B, P]) and responses
-right-padded (``response_ids``/``response_mask`` [B, R]). For a forward pass the valid tokens of
-every row are concatenated into ONE row with positions restarting at 0 per sample; attention then
-stays inside each sample (block-diagonal causal mask from the position ids, or flash-attn varlen
-on GPU), and no compute is spent on padding. Logits are computed only where a response token is
-predicted.
+right-padded (``response_ids``/``response_mask`` [B, R]). Two forward layouts:
+
+- ``packed`` (flash-attn varlen, GPU): the valid tokens of every row are concatenated into ONE
+  row with positions restarting at 0 per sample; attention stays inside each sample and no
+  compute is spent on padding.
+- ``padded`` (sdpa / eager, CPU): each sample's prompt + response is moved to the left of its own
+  row, right-padded to the longest sample of the micro-batch, with an attention mask. Without
+  varlen kernels a packed row would need a dense block-diagonal mask over ALL the micro-batch's
+  tokens (N^2 for N tokens: 16k tokens -> 1 GB per head and layer); padded rows cost
+  B x L_max^2 in attention plus the MLP on the padding of rows shorter than the longest.
+
+Either way logits are computed only where a response token is predicted.
 """
 
 from __future__ import annotations
@@ -17,17 +24,15 @@ import torch
 
 @dataclass
 class Packed:
-    input_ids: torch.Tensor  # [1, N] all valid tokens of the micro-batch, sample after sample
-    position_ids: torch.Tensor  # [1, N] restart at 0 for every sample
-    predict_pos: torch.Tensor  # [M] packed positions whose next token is a response token
+    input_ids: torch.Tensor  # packed [1, N] (sample after sample) | padded [B, L]
+    position_ids: torch.Tensor  # same shape; restart at 0 for every sample
+    predict_pos: torch.Tensor  # [M] flat positions (into input_ids.flatten()) predicting a target
     targets: torch.Tensor  # [M] those response tokens
     rows: torch.Tensor  # [M] row of each target in the [B, R] layout
     cols: torch.Tensor  # [M] column of each target in the [B, R] layout
     shape: tuple[int, int]  # (B, R)
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self.input_ids.shape[1])
+    attention_mask: torch.Tensor | None = None  # padded layout: [B, L], 1 on valid tokens
+    num_tokens: int = 0  # valid (non-padding) tokens
 
     def scatter(self, values_M: torch.Tensor) -> torch.Tensor:
         """Place per-target values back into a zero [B, R] tensor."""
@@ -41,15 +46,19 @@ def pack(
     prompt_mask: torch.Tensor,
     response_ids: torch.Tensor,
     response_mask: torch.Tensor,
+    layout: str = "packed",
 ) -> Packed:
-    """Pack rows of (left-padded prompt, right-padded response) into one padding-free row.
+    """Rows of (left-padded prompt, right-padded response) in the ``packed`` or ``padded`` layout.
 
     ``response_mask`` marks the valid response tokens; they must be a prefix of each row.
     Every row needs at least one prompt token (the first response token is predicted from it).
     """
+    if layout not in ("packed", "padded"):
+        raise ValueError(f"unknown layout {layout!r}; use packed or padded")
     B, R = response_ids.shape
     p_len = prompt_mask.sum(1).tolist()
     r_len = response_mask.sum(1).tolist()
+    width = max((int(p) + int(r) for p, r in zip(p_len, r_len)), default=0)
     ids, pos, predict, targets, rows, cols = [], [], [], [], [], []
     offset = 0
     for i in range(B):
@@ -66,15 +75,31 @@ def pack(
         targets.append(response_ids[i, :r])
         rows.append(torch.full((r,), i, dtype=torch.long))
         cols.append(torch.arange(r))
-        offset += p + r
-    return Packed(
-        input_ids=torch.cat(ids).unsqueeze(0),
-        position_ids=torch.cat(pos).unsqueeze(0),
+        offset += width if layout == "padded" else p + r
+    common = dict(
         predict_pos=torch.cat(predict),
         targets=torch.cat(targets),
         rows=torch.cat(rows),
         cols=torch.cat(cols),
         shape=(B, R),
+        num_tokens=int(sum(p_len) + sum(r_len)),
+    )
+    if layout == "packed":
+        return Packed(
+            input_ids=torch.cat(ids).unsqueeze(0),
+            position_ids=torch.cat(pos).unsqueeze(0),
+            **common,
+        )
+    input_ids = torch.zeros(B, width, dtype=prompt_ids.dtype)
+    attention_mask = torch.zeros(B, width, dtype=torch.long)
+    position_ids = torch.zeros(B, width, dtype=torch.long)
+    for i in range(B):
+        row = torch.cat(ids[2 * i : 2 * i + 2])
+        input_ids[i, : len(row)] = row
+        attention_mask[i, : len(row)] = 1
+        position_ids[i, : len(row)] = pos[i]
+    return Packed(
+        input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask, **common
     )
 
 

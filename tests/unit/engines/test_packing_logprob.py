@@ -30,6 +30,20 @@ def test_pack_layout_by_hand():
     assert scattered.tolist() == [[1, 2, 3, 0], [0, 0, 0, 0], [4, 5, 0, 0]]
 
 
+def test_padded_layout_by_hand():
+    p = pack(*layout(), layout="padded")
+    # each sample moved to the left of its own row, right-padded to the longest (5 tokens)
+    assert p.input_ids.tolist() == [[11, 12, 13, 14, 15], [21, 22, 23, 0, 0], [31, 32, 33, 0, 0]]
+    assert p.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 0, 0]]
+    assert p.position_ids.tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 0, 0], [0, 1, 2, 0, 0]]
+    # flat positions: row r starts at 5 r; 32 is predicted after "31" at 2 * 5 + 0
+    assert p.predict_pos.tolist() == [1, 2, 3, 10, 11]
+    assert p.targets.tolist() == [13, 14, 15, 32, 33]
+    assert p.num_tokens == 11 == pack(*layout()).num_tokens
+    with pytest.raises(ValueError, match="unknown layout"):
+        pack(*layout(), layout="ragged")
+
+
 def test_pack_rejects_empty_prompt_and_holes():
     pi, pm, ri, rm = layout()
     pm = pm.clone()
@@ -42,7 +56,8 @@ def test_pack_rejects_empty_prompt_and_holes():
         pack(pi, layout()[1], ri, rm)
 
 
-def test_packed_forward_equals_per_sample_forward(tiny_model):
+@pytest.mark.parametrize("mode", ["packed", "padded"])
+def test_packed_forward_equals_per_sample_forward(tiny_model, mode):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
@@ -53,13 +68,20 @@ def test_packed_forward_equals_per_sample_forward(tiny_model):
     pm[2, :5] = False
     ri = torch.randint(5, 90, (4, 5), generator=g)
     rm = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [0, 0, 0, 0, 0]]).bool()
-    p = pack(pi, pm, ri, rm)
+    p = pack(pi, pm, ri, rm, layout=mode)
     with torch.no_grad():
         hidden = model.model(
-            input_ids=p.input_ids, position_ids=p.position_ids, use_cache=False
+            input_ids=p.input_ids,
+            position_ids=p.position_ids,
+            attention_mask=p.attention_mask,
+            use_cache=False,
         ).last_hidden_state
         lp, ent = token_logprobs(
-            hidden[0, p.predict_pos], model.lm_head.weight, p.targets, with_entropy=True, chunk=3
+            hidden.flatten(0, 1)[p.predict_pos],
+            model.lm_head.weight,
+            p.targets,
+            with_entropy=True,
+            chunk=3,
         )
         packed = p.scatter(lp)
         for i in range(4):
