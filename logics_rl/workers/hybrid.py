@@ -17,6 +17,7 @@ import torch
 
 from logics_rl.config.schema import AlgorithmConfig, RolloutEngineConfig, TrainEngineConfig
 from logics_rl.controller import Dispatch, Worker, register
+from logics_rl.controller.dispatch import PAD_META
 from logics_rl.engines.rollout.base import RolloutEngine, Sampling
 from logics_rl.protocol import Batch
 from logics_rl.workers.actor import ActorRole
@@ -53,15 +54,39 @@ def build_rollout_engine(spec: HybridSpec, seed: int) -> RolloutEngine:
         )
     if spec.rollout.engine == "hf":
         from logics_rl.engines.rollout.hf import HFEngine
+        from logics_rl.engines.train.fsdp import resolve_dtype
 
-        return HFEngine(spec.model_path, seed=seed)
+        # the HF engine runs on the CPU: "auto" is float32 there
+        return HFEngine(
+            spec.model_path, seed=seed, dtype=resolve_dtype(spec.rollout.dtype, on_gpu=False)
+        )
     raise ValueError(f"unknown rollout engine {spec.rollout.engine!r}; use vllm or hf")
+
+
+def one_row_per_padding_prompt(out: Batch, num_prompts: int, pad: int) -> Batch:
+    """Keep one sample per DP padding prompt, so that the controller strips exactly them.
+
+    DP_COMPUTE pads the prompts to a multiple of the data-parallel size (copies at the end) and
+    drops as many rows from the end of the collected output; with ``n`` samples per prompt each
+    padding prompt yields ``n`` rows, and ``n - 1`` of them would otherwise survive as extra
+    samples (e.g. a validation set that does not divide by the number of ranks).
+    """
+    if not pad:
+        return out
+    n = len(out) // num_prompts
+    real = (num_prompts - pad) * n
+    return out[list(range(real)) + [real + j * n for j in range(pad)]]
 
 
 def probe_sequences(vocab: int, count: int, length: int, seed: int = 1234) -> list[list[int]]:
     """Fixed pseudo-random token sequences, identical on every rank and every step."""
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab, (count, length), generator=g).tolist()
+
+
+def probe_length(spec: HybridSpec) -> int:
+    """Probe tokens: vLLM refuses a prompt that leaves no room for one generated token."""
+    return max(2, min(spec.rollout.probe_length, spec.max_model_len - 1))
 
 
 class HybridWorker(Worker):
@@ -105,7 +130,7 @@ class HybridWorker(Worker):
         self._probe = probe_sequences(
             min(len(tokenizer), actor.hf_config.vocab_size),
             self.spec.rollout.probe_sequences,
-            self.spec.rollout.probe_length,
+            probe_length(self.spec),
         )
         # Different ranks sample differently; the train engine's seeding above must not depend
         # on the rollout engine (vLLM reseeds the global generator when it starts).
@@ -116,7 +141,8 @@ class HybridWorker(Worker):
     @register(dispatch=Dispatch.DP_COMPUTE)
     def generate_sequences(self, prompts: Batch, sampling: Sampling) -> Batch:
         self.rollout.engine.wake_up()
-        return self.rollout.generate(prompts, sampling)
+        out = self.rollout.generate(prompts, sampling)
+        return one_row_per_padding_prompt(out, len(prompts), prompts.meta.get(PAD_META, 0))
 
     # ------------------------------------------------------------------ log-probs
     @register(dispatch=Dispatch.DP_COMPUTE)
@@ -134,7 +160,7 @@ class HybridWorker(Worker):
     # ------------------------------------------------------------------ training
     @register(dispatch=Dispatch.DP_COMPUTE)
     def update_actor(self, batch: Batch) -> dict[str, float]:
-        if batch.meta.get("dp_pad_rows", 0):
+        if batch.meta.get(PAD_META, 0):
             raise ValueError(
                 "update_actor got padding rows: the train batch must divide by the data-parallel size"
             )
@@ -175,8 +201,9 @@ class HybridWorker(Worker):
         train_lp = self.actor.engine.compute_log_prob(batch).logp
         diff = float((train_lp - rollout_lp).abs().max())
         tol = self.spec.rollout.probe_tol
-        if tol is None:
-            tol = 1e-3 if self.actor.engine.dtype == torch.float32 else 0.1
+        if tol is None:  # fp32 only when BOTH engines compute in fp32
+            fp32 = self.actor.engine.dtype == self.rollout.engine.dtype == torch.float32
+            tol = 1e-3 if fp32 else 0.1
         if not diff <= tol:
             raise WeightSyncError(
                 f"weight-sync parity probe failed on rank {self.rank}: max |logp_train - "
@@ -207,10 +234,11 @@ class HybridWorker(Worker):
     def load_checkpoint(self, path: str) -> None:
         self.actor.engine.load_checkpoint(path)
         state = torch.load(os.path.join(path, f"worker_rank{self.rank}.pt"), weights_only=False)
-        torch.set_rng_state(state["torch_rng"])
         self.rollout.engine.load_state_dict(state["rollout"])
         self.actor.load_state_dict(state["actor"])
         self._sync()
+        # last: nothing above may draw from the generator the rollout engine samples with
+        torch.set_rng_state(state["torch_rng"])
 
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def export_hf(self, path: str) -> None:

@@ -34,6 +34,9 @@ class Generation:
 
 
 class RolloutEngine(ABC):
+    # Compute dtype of the engine's forward; the default weight-sync tolerance depends on it.
+    dtype: torch.dtype = torch.float32
+
     @abstractmethod
     def generate(self, prompt_ids: list[list[int]], sampling: Sampling) -> Generation: ...
 

@@ -19,6 +19,7 @@ class HFEngine(RolloutEngine):
     def __init__(self, model_path: str, *, seed: int = 0, dtype: torch.dtype = torch.float32):
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+        self.dtype = dtype
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).eval()
         self.model.requires_grad_(False)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -94,14 +95,18 @@ class HFEngine(RolloutEngine):
     @torch.no_grad()
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, float]:
         t0 = time.perf_counter()
-        params = dict(self.model.named_parameters())
-        params.update(dict(self.model.named_buffers()))
-        nbytes = 0
+        # Every name, aliases included: a tied ``lm_head.weight`` is in a train engine's
+        # state_dict but not in ``named_parameters()`` (which lists a shared tensor once).
+        params = dict(self.model.named_parameters(remove_duplicate=False))
+        params.update(dict(self.model.named_buffers(remove_duplicate=False)))
+        nbytes, written = 0, set()
         for name, tensor in named_tensors:
             if name not in params:
                 raise KeyError(f"HF rollout engine has no parameter {name!r}")
             params[name].copy_(tensor)
-            nbytes += tensor.numel() * tensor.element_size()
+            if params[name].data_ptr() not in written:  # count a tied tensor once
+                written.add(params[name].data_ptr())
+                nbytes += tensor.numel() * tensor.element_size()
         return {"bytes": float(nbytes), "seconds": time.perf_counter() - t0, "buckets": 1.0}
 
 

@@ -8,7 +8,13 @@ Facts this relies on (vLLM 0.32):
   ``reset_prefix_cache()``; plain ``model.load_weights`` fails once the model has been loaded.
   The reload is layer-wise, so one call consumes the whole (lazy) stream; the stream is pulled
   bucket by bucket so at most one bucket of converted tensors exists at a time.
-- Per-request seeds with n > 1 fail on the CPU build; the engine is seeded once at start.
+- With tied word embeddings the stream must also carry ``lm_head.weight``: on CPU the LM head
+  keeps its own pre-packed GEMM weights, re-packed only when ``lm_head.weight`` is loaded, so a
+  stream of ``named_parameters()`` (which lists a tied tensor once) leaves the OLD LM head in
+  use. ``update_weights`` adds the alias after the embedding when it is missing.
+- Per-request seeds with n > 1 fail on the CPU build; the engine is seeded once at start and
+  then samples from the process's global torch generator (so restoring ``torch.get_rng_state``
+  restores the sampling stream).
 - Detokenising in the engine is slow on CPU; responses are decoded by the worker in one batch.
 """
 
@@ -22,12 +28,17 @@ import torch
 
 from logics_rl.config.schema import RolloutEngineConfig
 from logics_rl.engines.rollout.base import Generation, RolloutEngine, Sampling, buckets
+from logics_rl.engines.train.fsdp import resolve_dtype
+
+_EMBED = "model.embed_tokens.weight"  # HF names (Llama / Qwen / Mistral families)
+_LM_HEAD = "lm_head.weight"
 
 
-def _vllm_dtype(name: str, on_gpu: bool) -> str:
-    if name == "auto":
-        return "bfloat16" if on_gpu else "float32"
-    return name
+def _ties_word_embeddings(model_path: str) -> bool:
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(model_path)
+    return bool(getattr(cfg.get_text_config(), "tie_word_embeddings", False))
 
 
 class VLLMEngine(RolloutEngine):
@@ -39,11 +50,11 @@ class VLLMEngine(RolloutEngine):
 
         self.cfg = cfg
         self.on_gpu = torch.cuda.is_available()
-        self.dtype = _vllm_dtype(cfg.dtype, self.on_gpu)
+        self.dtype = resolve_dtype(cfg.dtype, self.on_gpu)  # auto: bf16 on GPU, fp32 on CPU
         eager = (not self.on_gpu) if cfg.enforce_eager is None else cfg.enforce_eager
         kwargs = dict(
             model=model_path,
-            dtype=self.dtype,
+            dtype=str(self.dtype).removeprefix("torch."),
             enforce_eager=eager,
             max_model_len=max_model_len,
             seed=seed,
@@ -56,6 +67,7 @@ class VLLMEngine(RolloutEngine):
             kwargs.update(kv_cache_memory_bytes=int(cfg.kv_cache_gb * (1 << 30)))
         self.llm = LLM(**kwargs)
         self._asleep = False
+        self.tied_embeddings = _ties_word_embeddings(model_path)
 
     # ------------------------------------------------------------------ generation
     def generate(self, prompt_ids: list[list[int]], sampling: Sampling) -> Generation:
@@ -86,7 +98,11 @@ class VLLMEngine(RolloutEngine):
     def prompt_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)
+        # Prompt log-probs come from the raw logits (temperature 1) whatever the sampling
+        # settings; the one token vLLM must still generate is taken greedily, because sampling it
+        # would draw from the global torch generator that vLLM samples rollouts with (CPU), and
+        # a probe must not shift the rollout stream (exact resume restores that generator).
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
         outs = self.llm.generate(
             [{"prompt_token_ids": s} for s in sequences], params, use_tqdm=False
         )
@@ -98,16 +114,25 @@ class VLLMEngine(RolloutEngine):
 
     # ------------------------------------------------------------------ weights
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, float]:
-        target = getattr(torch, self.dtype)
+        target = self.dtype
         limit = int(self.cfg.weight_sync_bucket_mb) << 20
         stats = {"bytes": 0.0, "buckets": 0.0}
 
         def stream() -> Iterator[tuple[str, torch.Tensor]]:
+            heads: set[str] = set()  # tied LM-head names already sent
             for bucket in buckets(named_tensors, limit, dtype=target):
                 stats["buckets"] += 1
                 for name, tensor in bucket:
+                    if self.tied_embeddings and name.endswith(_LM_HEAD):
+                        if name in heads:
+                            continue  # already sent as the embedding's alias
+                        heads.add(name)
                     stats["bytes"] += tensor.numel() * tensor.element_size()
                     yield name, tensor
+                    head = name[: -len(_EMBED)] + _LM_HEAD
+                    if self.tied_embeddings and name.endswith(_EMBED) and head not in heads:
+                        heads.add(head)
+                        yield head, tensor  # re-packs the tied LM head (module docstring)
 
         t0 = time.perf_counter()
         if self._asleep and self.on_gpu:
