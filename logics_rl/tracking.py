@@ -84,10 +84,13 @@ class Tracker:
             self._wandb.log(clean, step=step)
 
     def close(self) -> None:
+        """Flush and close the backends (idempotent: trainers call it on every exit path)."""
         if self._tb is not None:
             self._tb.close()
+            self._tb = None
         if self._wandb is not None:
             self._wandb.finish()
+            self._wandb = None
 
 
 def _finite(d: dict[str, float]) -> dict[str, float | None]:

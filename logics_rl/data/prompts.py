@@ -134,9 +134,18 @@ class PromptSampler:
         return out
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "pos": self.pos}
+        return {"epoch": self.epoch, "pos": self.pos, "size": self.size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        size = int(state.get("size", self.size))
+        if size != self.size:
+            # The order is a permutation of the dataset size: with other data it is another
+            # order, and the position may point past the end.
+            raise DataError(
+                f"cannot resume the data order: the checkpoint was taken over {size} rows, this "
+                f"run has {self.size} (the data files or the length limit changed); resume with "
+                "the same data, or start over (trainer.resume=never)"
+            )
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
         self._order = self._make_order()
 

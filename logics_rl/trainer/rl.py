@@ -37,6 +37,7 @@ from logics_rl.algorithms import ADVANTAGES
 from logics_rl.algorithms.advantages import AdvantageInput
 from logics_rl.algorithms.kl import AdaptiveKLController, FixedKLController, apply_kl_penalty
 from logics_rl.checkpoint import CheckpointManager
+from logics_rl.config.loader import to_yaml
 from logics_rl.config.schema import Config
 from logics_rl.data.prompts import PromptSampler, load_prompts, to_batch
 from logics_rl.engines.rollout.base import Sampling
@@ -45,8 +46,8 @@ from logics_rl.metrics import merge_weighted
 from logics_rl.protocol import Batch
 from logics_rl.rewards import build_reward
 from logics_rl.tracking import PhaseTimer, Tracker, plot_curves, read_metrics
-from logics_rl.trainer.scoring import filter_batch, score_batch
-from logics_rl.trainer.setup import make_pool
+from logics_rl.trainer.scoring import filter_batch, merge_reward_metrics, score_batch
+from logics_rl.trainer.setup import report_data, start_workers
 from logics_rl.trainer.validation import validation_metrics
 from logics_rl.workers.actor import rollout_mismatch
 from logics_rl.workers.hybrid import HybridSpec, HybridWorker
@@ -70,14 +71,15 @@ class RLTrainer:
             apply_chat_template=cfg.data.apply_chat_template,
             system_prompt=cfg.data.system_prompt,
         )
+        limit = f"data.max_prompt_length={cfg.data.max_prompt_length} tokens"
         self.train_set, self.data_counts = load_prompts(
             cfg.data.train_files, self.tokenizer, **load
         )
-        self.val_set = (
-            load_prompts(cfg.data.val_files, self.tokenizer, **load)[0]
-            if cfg.data.val_files
-            else []
-        )
+        report_data(self.console, "train prompts", len(self.train_set), self.data_counts, limit)
+        self.val_set = []
+        if cfg.data.val_files:
+            self.val_set, counts = load_prompts(cfg.data.val_files, self.tokenizer, **load)
+            report_data(self.console, "validation prompts", len(self.val_set), counts, limit)
         self.prompt_width = max(len(p.prompt_ids) for p in self.train_set + self.val_set)
         self.sampler = PromptSampler(len(self.train_set), seed=t.seed, shuffle=cfg.data.shuffle)
         self.reward = build_reward(cfg.reward)
@@ -113,11 +115,13 @@ class RLTrainer:
             config=asdict(cfg),
             console=self.console,
         )
-        self.workers = self._spawn_workers()
+        try:
+            self.pool, self.workers = self._spawn_workers()
+        except BaseException:
+            self.tracker.close()
+            raise
 
     def _spawn_workers(self):
-        from logics_rl.controller import WorkerGroup
-
         cfg, t = self.cfg, self.cfg.trainer
         spec = HybridSpec(
             model_path=self.model_path,
@@ -131,19 +135,16 @@ class RLTrainer:
             epochs=t.epochs_per_step,
             seed=t.seed,
         )
-        self.pool = make_pool(cfg)
-        group = WorkerGroup(self.pool, HybridWorker, spec, timeout_s=cfg.cluster.call_timeout_s)
-        group.init_model()
-        return group
+        return start_workers(cfg, HybridWorker, spec)
 
     # ================================================================== the loop
     def fit(self) -> dict[str, float]:
         t = self.cfg.trainer
         self._maybe_resume()
-        final: dict[str, float] = {}
+        final: dict[str, float] = {}  # the held-out metrics of the final policy, if measured
         if t.val_at_start and self.step == 0:
-            final = self.initial_val = self._validate()
-            self.tracker.log(final, 0)
+            self.initial_val = self._validate()
+            self._log_validation(self.initial_val, 0)
         with self._progress() as (bar, task):
             bar.update(task, completed=self.step)
             while self.step < self.total_steps:
@@ -159,7 +160,7 @@ class RLTrainer:
                     self._save()
         if t.val_at_end:
             final = self._validate()
-            self.tracker.log(final, self.step)
+            self._log_validation(final, self.step)
         self._save()
         self._finish()
         return final
@@ -221,7 +222,7 @@ class RLTrainer:
                 counts[key] = counts.get(key, 0.0) + v
             kept += k
         metrics = {
-            **merge_weighted(reward_parts),
+            **merge_reward_metrics(reward_parts),
             **counts,
             "batch/gen_rounds": float(rounds),
             "batch/gen_tokens": gen_tokens,
@@ -231,7 +232,10 @@ class RLTrainer:
         return batch, metrics
 
     def _cap_reached(self, kept: int, target: int, rounds: int) -> None:
-        msg = f"step {self.step}: only {kept}/{target} prompt groups survived the filters after {rounds} generation batches (trainer.dynamic_sampling.max_gen_batches)"
+        msg = (
+            f"step {self.step}: only {kept}/{target} prompt groups survived the filters after "
+            f"{rounds} generation batches (trainer.dynamic_sampling.max_gen_batches)"
+        )
         if self.cfg.trainer.dynamic_sampling.on_cap == "stop":
             raise TrainingError(msg + "; stopping (on_cap=stop)")
         self.console.print(
@@ -347,6 +351,10 @@ class RLTrainer:
         metrics["time/validate"] = time.perf_counter() - t0
         return metrics
 
+    def _log_validation(self, metrics: dict[str, float], step: int) -> None:
+        if metrics:  # no validation set: nothing to log
+            self.tracker.log(metrics, step)
+
     # ================================================================== checkpoints, progress
     def _due(self, every: int) -> bool:
         return every > 0 and self.step % every == 0
@@ -355,6 +363,8 @@ class RLTrainer:
         def write(tmp: str) -> None:
             self.workers.save_checkpoint(tmp)
             torch.save(self._trainer_state(), os.path.join(tmp, "trainer_state.pt"))
+            with open(os.path.join(tmp, "config.yaml"), "w", encoding="utf-8") as fh:
+                fh.write(to_yaml(self.cfg))
 
         return self.ckpt.save(self.step, write)
 
@@ -367,19 +377,22 @@ class RLTrainer:
         }
 
     def _maybe_resume(self) -> None:
-        mode = self.cfg.trainer.resume
-        path = None if mode == "never" else (self.ckpt.latest() if mode == "auto" else mode)
+        path = self.ckpt.resume_path(self.cfg.trainer.resume)
         if path is None:
             return
         state = torch.load(os.path.join(path, "trainer_state.pt"), weights_only=False)
+        self.sampler.load_state_dict(state["sampler"])  # first: fails fast if the data changed
         self.workers.load_checkpoint(path)
         self.step, self.next_uid = int(state["step"]), int(state["next_uid"])
-        self.sampler.load_state_dict(state["sampler"])
         self.kl_ctl.value = float(state["kl_coef"])
         # metrics logged after this checkpoint by an interrupted run are superseded
         rows = [r for r in read_metrics(self.tracker.jsonl_path) if r["step"] <= self.step]
         with open(self.tracker.jsonl_path, "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in rows)
+        # the start-of-run validation (the "before" of the report) was logged at step 0
+        for r in rows:
+            if r["step"] == 0:
+                self.initial_val.update({k: v for k, v in r.items() if k.startswith("val/")})
         self.console.print(f"resumed from {path} at step {self.step}")
 
     @contextlib.contextmanager
@@ -406,5 +419,6 @@ class RLTrainer:
         self.tracker.close()
 
     def shutdown(self) -> None:
+        self.tracker.close()  # a run that raised still flushes tensorboard / wandb
         self.workers.kill()
         self.pool.remove()

@@ -14,6 +14,7 @@ import torch
 
 from logics_rl.algorithms.advantages import place_outcome_rewards
 from logics_rl.filters import FilterChain, Group
+from logics_rl.metrics import merge_weighted
 from logics_rl.protocol import Batch
 from logics_rl.rewards import CompositeReward, RewardInput
 
@@ -22,6 +23,21 @@ from logics_rl.rewards import CompositeReward, RewardInput
 class Scored:
     batch: Batch  # + "score" [B], "token_rewards" [B, R], "reward/<component>" columns
     metrics: dict[str, float]
+
+
+def merge_reward_metrics(parts: list[tuple[dict[str, float], float]]) -> dict[str, float]:
+    """Reward metrics of several generation rounds, ``(metrics, samples)`` each: means weighted
+    by samples, ``reward/max`` the max, ``reward/min`` the min, ``reward/count/*`` summed."""
+    out = merge_weighted(parts)
+    for key in out:
+        values = [m[key] for m, _ in parts if key in m]
+        if key == "reward/max":
+            out[key] = max(values)
+        elif key == "reward/min":
+            out[key] = min(values)
+        elif key.startswith("reward/count/"):
+            out[key] = float(sum(values))
+    return out
 
 
 def response_lengths(batch: Batch) -> torch.Tensor:

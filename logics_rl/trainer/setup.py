@@ -63,6 +63,14 @@ def resolve_data(cfg: Config, run_dir: str) -> Config:
     return dataclasses.replace(cfg, data=data, sft=sft)
 
 
+def report_data(console, what: str, kept: int, counts: dict[str, int], limit: str) -> None:
+    """One console line per dataset: rows used, and rows dropped as too long (never silently)."""
+    line = f"{what}: {kept} of {counts['rows']} rows"
+    if counts["too_long"]:
+        line += f"; {counts['too_long']} longer than {limit} dropped"
+    console.print(line, highlight=False)
+
+
 def use_gpu(cfg: Config) -> bool:
     if cfg.cluster.use_gpu is not None:
         return cfg.cluster.use_gpu
@@ -80,3 +88,23 @@ def make_pool(cfg: Config):
         use_gpu=use_gpu(cfg),
         cpus_per_process=cfg.cluster.cpus_per_proc,
     )
+
+
+def start_workers(cfg: Config, worker_cls: type, *args):
+    """The resource pool and a worker group of ``worker_cls(*args)`` with ``init_model`` done.
+
+    Returns ``(pool, group)``. When a worker fails to start (a constructor error, the weight-sync
+    probe at start, out of memory, ...), the pool is removed before the error propagates: its
+    placement group (and every actor in it) would otherwise hold the cluster's CPUs / GPUs for as
+    long as the driver lives, and the next run on a shared Ray cluster could not be scheduled.
+    """
+    from logics_rl.controller import WorkerGroup
+
+    pool = make_pool(cfg)
+    try:
+        group = WorkerGroup(pool, worker_cls, *args, timeout_s=cfg.cluster.call_timeout_s)
+        group.init_model()
+    except BaseException:
+        pool.remove()  # kills the actors placed in it too
+        raise
+    return pool, group

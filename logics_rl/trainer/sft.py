@@ -20,11 +20,12 @@ import torch
 from rich.console import Console
 
 from logics_rl.checkpoint import CheckpointManager
+from logics_rl.config.loader import to_yaml
 from logics_rl.config.schema import Config
 from logics_rl.data.prompts import PromptSampler
 from logics_rl.data.sft import collate, load_conversations
 from logics_rl.tracking import PhaseTimer, Tracker, plot_curves, read_metrics
-from logics_rl.trainer.setup import make_pool
+from logics_rl.trainer.setup import report_data, start_workers
 from logics_rl.workers.sft import SFTWorker
 
 
@@ -32,19 +33,20 @@ class SFTTrainer:
     def __init__(self, cfg: Config, model_path: str, run_dir: str, console: Console | None = None):
         from transformers import AutoTokenizer
 
-        from logics_rl.controller import WorkerGroup
-
         self.cfg, self.run_dir, self.model_path = cfg, run_dir, model_path
         self.console = console or Console()
         s, t = cfg.sft, cfg.trainer
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        limit = f"sft.max_length={s.max_length} tokens"
         self.train_set, self.data_counts = load_conversations(
             s.train_files, self.tokenizer, s.max_length
         )
-        self.val_set = (
-            load_conversations(s.val_files, self.tokenizer, s.max_length)[0] if s.val_files else []
-        )
+        report_data(self.console, "SFT conversations", len(self.train_set), self.data_counts, limit)
+        self.val_set = []
+        if s.val_files:
+            self.val_set, counts = load_conversations(s.val_files, self.tokenizer, s.max_length)
+            report_data(self.console, "SFT validation", len(self.val_set), counts, limit)
         self.world = cfg.cluster.nnodes * cfg.cluster.procs_per_node
         if s.batch_size % self.world:
             raise ValueError(
@@ -64,18 +66,13 @@ class SFTTrainer:
             config=asdict(cfg),
             console=self.console,
         )
-        self.pool = make_pool(cfg)
-        self.workers = WorkerGroup(
-            self.pool,
-            SFTWorker,
-            model_path,
-            cfg.actor,
-            s.optim,
-            self.total_steps,
-            t.seed,
-            timeout_s=cfg.cluster.call_timeout_s,
-        )
-        self.workers.init_model()
+        try:
+            self.pool, self.workers = start_workers(
+                cfg, SFTWorker, model_path, cfg.actor, s.optim, self.total_steps, t.seed
+            )
+        except BaseException:
+            self.tracker.close()
+            raise
 
     def fit(self) -> dict[str, float]:
         s = self.cfg.sft
@@ -94,7 +91,8 @@ class SFTTrainer:
             if s.save_every > 0 and self.step % s.save_every == 0 and self.step < self.total_steps:
                 self._save()
         final = self.validate()
-        self.tracker.log(final, self.step)
+        if final:
+            self.tracker.log(final, self.step)
         self._save()
         if self.cfg.trainer.plot:
             plot_curves(
@@ -120,7 +118,8 @@ class SFTTrainer:
         }
         if not math.isfinite(out["sft/loss"]) or not math.isfinite(out["actor/grad_norm"]):
             raise RuntimeError(
-                f"SFT step {self.step}: non-finite loss or gradient; the update was not applied; last good checkpoint: {self.ckpt.latest()}"
+                f"SFT step {self.step}: non-finite loss or gradient; the update was not applied; "
+                f"last good checkpoint: {self.ckpt.latest()}"
             )
         return out
 
@@ -147,23 +146,25 @@ class SFTTrainer:
                 {"step": self.step, "sampler": self.sampler.state_dict()},
                 os.path.join(tmp, "trainer_state.pt"),
             )
+            with open(os.path.join(tmp, "config.yaml"), "w", encoding="utf-8") as fh:
+                fh.write(to_yaml(self.cfg))
 
         return self.ckpt.save(self.step, write)
 
     def _maybe_resume(self) -> None:
-        mode = self.cfg.trainer.resume
-        path = None if mode == "never" else (self.ckpt.latest() if mode == "auto" else mode)
+        path = self.ckpt.resume_path(self.cfg.trainer.resume)
         if path is None:
             return
         state = torch.load(os.path.join(path, "trainer_state.pt"), weights_only=False)
+        self.sampler.load_state_dict(state["sampler"])  # first: fails fast if the data changed
         self.workers.load_checkpoint(path)
         self.step = int(state["step"])
-        self.sampler.load_state_dict(state["sampler"])
         rows = [r for r in read_metrics(self.tracker.jsonl_path) if r["step"] <= self.step]
         with open(self.tracker.jsonl_path, "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in rows)
         self.console.print(f"resumed SFT from {path} at step {self.step}")
 
     def shutdown(self) -> None:
+        self.tracker.close()  # a run that raised still flushes tensorboard / wandb
         self.workers.kill()
         self.pool.remove()
