@@ -18,7 +18,9 @@ CHARS = [c for c in string.printable if c not in "\r\x0b\x0c"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}"
     "{% if m['role'] == 'assistant' %}"
-    "<|im_start|>assistant\n{% generation %}{{ m['content'] }}<|im_end|>{% endgeneration %}\n"
+    # the newline after a block tag is trimmed by the renderer: emit it as an expression
+    "<|im_start|>assistant\n{% generation %}{{ m['content'] }}<|im_end|>{% endgeneration %}"
+    "{{ '\\n' }}"
     "{% else %}"
     "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endif %}"

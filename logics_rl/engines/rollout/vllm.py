@@ -20,6 +20,7 @@ Facts this relies on (vLLM 0.32):
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -41,12 +42,27 @@ def _ties_word_embeddings(model_path: str) -> bool:
     return bool(getattr(cfg.get_text_config(), "tie_word_embeddings", False))
 
 
+class _RotaryReloadNotice(logging.Filter):
+    """Drops vLLM's "RotaryEmbedding: Failed to load weights" on every reload: rotary layers hold
+    only computed buffers (no checkpoint weights), which vLLM puts back itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("RotaryEmbedding: Failed to load weights")
+
+
 class VLLMEngine(RolloutEngine):
     def __init__(
         self, model_path: str, cfg: RolloutEngineConfig, *, max_model_len: int, seed: int = 0
     ):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        # vLLM logs several INFO lines per weight sync; warnings and errors still show.
+        # VLLM_LOGGING_LEVEL=INFO brings them back.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         from vllm import LLM
+
+        logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(
+            _RotaryReloadNotice()
+        )
 
         self.cfg = cfg
         self.on_gpu = torch.cuda.is_available()
