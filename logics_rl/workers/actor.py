@@ -80,7 +80,6 @@ class ActorRole:
                 f"this rank's {len(batch)} rows do not split into {spec.mini_batches} mini-batches"
             )
         algo = spec.algorithm
-        needs_entropy = algo.entropy_coef != 0.0
         results: list[tuple[dict[str, float], float]] = []
         rank = self.engine.parallel.dp_rank
         for epoch in range(spec.epochs):
@@ -110,7 +109,8 @@ class ActorRole:
                     )
                     return actor_loss(inp, algo, norm)
 
-                metrics = self.engine.train_step(part, loss_fn, needs_entropy=needs_entropy)
+                # entropy every step, bonus or not: Logics-STEM reports entropy explosion in RLVR
+                metrics = self.engine.train_step(part, loss_fn, needs_entropy=True)
                 results.append((metrics, float(loss_mask_of(part).sum())))
         self.updates += 1
         merged = merge_weighted(results)
