@@ -164,6 +164,8 @@ class SyntheticDataConfig:
     min_digits: int = 1
     max_digits: int = 2
     seed: int = 1234
+    # share of SFT training solutions with one arithmetic slip (an imperfect teacher)
+    teacher_error_rate: float = 0.0
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 
 from logics_rl.config.schema import SyntheticDataConfig
 from logics_rl.data.files import write_jsonl
@@ -19,57 +20,100 @@ from logics_rl.data.files import write_jsonl
 INSTRUCTION = "Put the final answer in \\boxed{}."
 
 
-def worked_addition(a: int, b: int) -> str:
-    """Column addition, least significant digit first, with carries."""
+def _assemble(digits: list[int], carry: int) -> int:
+    """The number whose digits (least significant first) and final carry the working wrote."""
+    return int("".join(str(d) for d in reversed(digits + ([carry] if carry else []))))
+
+
+def worked_addition(a: int, b: int, slip: tuple[int, int] | None = None) -> str:
+    """Column addition, least significant digit first, with carries.
+
+    ``slip = (column, delta)``: that column's sum is written off by ``delta`` and the working
+    carries on from the wrong value, so the boxed answer agrees with the (wrong) working.
+    """
     da, db = str(a)[::-1], str(b)[::-1]
-    steps, carry = [], 0
+    steps, digits, carry = [], [], 0
     for i in range(max(len(da), len(db))):
         x = int(da[i]) if i < len(da) else 0
         y = int(db[i]) if i < len(db) else 0
         s = x + y + carry
+        if slip is not None and slip[0] == i:
+            s = s + slip[1] if s + slip[1] >= 0 else s - slip[1]
         expr = f"{x}+{y}" + (f"+{carry}" if carry else "")
         carry = s // 10
+        digits.append(s % 10)
         steps.append(f"{expr}={s}" + (", carry 1" if carry else ""))
     if carry:
         steps.append("carry 1")
-    return "; ".join(steps) + f". \\boxed{{{a + b}}}"
+    return "; ".join(steps) + f". \\boxed{{{_assemble(digits, carry)}}}"
 
 
-def worked_subtraction(a: int, b: int) -> str:
-    """Column subtraction of b <= a, least significant digit first, with borrows."""
+def worked_subtraction(a: int, b: int, slip: tuple[int, int] | None = None) -> str:
+    """Column subtraction of b <= a, least significant digit first, with borrows.
+
+    ``slip = (column, delta)``: that column's difference is written off by ``delta`` (kept a
+    digit), and the boxed answer follows the working.
+    """
     da, db = str(a)[::-1], str(b)[::-1]
-    steps, borrow = [], 0
+    steps, digits, borrow = [], [], 0
     for i in range(len(da)):
         x = int(da[i]) - borrow
         y = int(db[i]) if i < len(db) else 0
         borrow = 1 if x < y else 0
         x_eff = x + 10 * borrow
-        steps.append(f"{x_eff}-{y}={x_eff - y}" + (", borrow 1" if borrow else ""))
-    return "; ".join(steps) + f". \\boxed{{{a - b}}}"
+        d = x_eff - y
+        if slip is not None and slip[0] == i:
+            d = d + slip[1] if 0 <= d + slip[1] <= 9 else d - slip[1]
+        digits.append(d)
+        steps.append(f"{x_eff}-{y}={d}" + (", borrow 1" if borrow else ""))
+    return "; ".join(steps) + f". \\boxed{{{_assemble(digits, 0)}}}"
 
 
-def arithmetic_problem(
-    rng: random.Random, min_digits: int, max_digits: int
-) -> tuple[str, str, str, str]:
-    """(prompt, answer, worked solution, data source) for one random problem."""
+@dataclass(frozen=True)
+class Problem:
+    prompt: str
+    answer: str
+    a: int
+    b: int
+    op: str  # "add" | "sub"
+    source: str  # e.g. "add_2d"
+
+    def worked(self, slip: tuple[int, int] | None = None) -> str:
+        fn = worked_addition if self.op == "add" else worked_subtraction
+        return fn(self.a, self.b, slip)
+
+    @property
+    def columns(self) -> int:
+        return len(str(max(self.a, self.b)))
+
+
+def arithmetic_problem(rng: random.Random, min_digits: int, max_digits: int) -> Problem:
     digits = rng.randint(min_digits, max_digits)
     lo, hi = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1
     a, b = rng.randint(lo, hi), rng.randint(lo, hi)
     if rng.random() < 0.5:
-        prompt, answer, work, op = f"Compute {a}+{b}.", str(a + b), worked_addition(a, b), "add"
+        prompt, answer, op = f"Compute {a}+{b}.", str(a + b), "add"
     else:
         a, b = max(a, b), min(a, b)
-        prompt, answer, work, op = f"Compute {a}-{b}.", str(a - b), worked_subtraction(a, b), "sub"
-    return f"{prompt} {INSTRUCTION}", answer, work, f"{op}_{digits}d"
+        prompt, answer, op = f"Compute {a}-{b}.", str(a - b), "sub"
+    return Problem(f"{prompt} {INSTRUCTION}", answer, a, b, op, f"{op}_{digits}d")
 
 
 def write_task(cfg: SyntheticDataConfig, out_dir: str) -> dict[str, str]:
-    """Write train / val files for RL and SFT; the val problems never appear in train."""
+    """Write train / val files for RL and SFT; the val problems never appear in train.
+
+    ``cfg.teacher_error_rate`` of the SFT training solutions carry one arithmetic slip (a column
+    off by one, the answer following the working), like distilled chains of thought from an
+    imperfect teacher: imitation learns the slips, a verifiable reward can remove them. RL rows
+    always hold the true answer; validation solutions are always clean.
+    """
     if cfg.task != "arithmetic":
         raise ValueError(f"unknown synthetic task {cfg.task!r}; available: arithmetic")
+    if not 0.0 <= cfg.teacher_error_rate <= 1.0:
+        raise ValueError(f"teacher_error_rate must be in [0, 1], got {cfg.teacher_error_rate}")
     rng = random.Random(cfg.seed)
     seen: set[str] = set()
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Problem] = []
     want = cfg.train_size + cfg.val_size
     attempts = 0
     while len(rows) < want:
@@ -79,24 +123,35 @@ def write_task(cfg: SyntheticDataConfig, out_dir: str) -> dict[str, str]:
                 f"cannot draw {want} distinct problems with {cfg.min_digits}-{cfg.max_digits} digits"
             )
         p = arithmetic_problem(rng, cfg.min_digits, cfg.max_digits)
-        if p[0] not in seen:
-            seen.add(p[0])
+        if p.prompt not in seen:
+            seen.add(p.prompt)
             rows.append(p)
     # Draws without repeats exhaust the small (1-digit) problems early: shuffle before splitting
     # so that validation and training follow the same distribution.
     rng.shuffle(rows)
     val, train = rows[: cfg.val_size], rows[cfg.val_size :]
+    slips = random.Random(cfg.seed + 1)  # its own stream: the problems do not depend on the rate
 
-    def rl(items):
-        return [{"prompt": p, "ground_truth": a, "data_source": s} for p, a, _, s in items]
+    def slip(p: Problem) -> tuple[int, int] | None:
+        if slips.random() >= cfg.teacher_error_rate:
+            return None
+        return slips.randrange(p.columns), slips.choice((-1, 1))
 
-    def sft(items):
+    def rl(items: list[Problem]) -> list[dict]:
+        return [
+            {"prompt": p.prompt, "ground_truth": p.answer, "data_source": p.source} for p in items
+        ]
+
+    def sft(items: list[Problem], noisy: bool) -> list[dict]:
         return [
             {
-                "messages": [{"role": "user", "content": p}, {"role": "assistant", "content": w}],
-                "data_source": s,
+                "messages": [
+                    {"role": "user", "content": p.prompt},
+                    {"role": "assistant", "content": p.worked(slip(p) if noisy else None)},
+                ],
+                "data_source": p.source,
             }
-            for p, _, w, s in items
+            for p in items
         ]
 
     paths = {
@@ -107,6 +162,6 @@ def write_task(cfg: SyntheticDataConfig, out_dir: str) -> dict[str, str]:
     }
     write_jsonl(paths["rl_train"], rl(train))
     write_jsonl(paths["rl_val"], rl(val))
-    write_jsonl(paths["sft_train"], sft(train))
-    write_jsonl(paths["sft_val"], sft(val))
+    write_jsonl(paths["sft_train"], sft(train, noisy=True))
+    write_jsonl(paths["sft_val"], sft(val, noisy=False))
     return paths

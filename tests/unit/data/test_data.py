@@ -171,3 +171,38 @@ def test_sft_rows_validated(tmp_path, tok):
     assert len(convs) == 1 and counts["too_long"] == 1
     write_jsonl(str(tmp_path / "w.jsonl"), [good])
     assert read_rows(str(tmp_path / "w.jsonl"))[0]["prompt"] == "q"
+
+
+def test_teacher_slips_by_hand():
+    # column 0 off by +1: 8+7 written as 16, the answer follows the working
+    assert (
+        worked_addition(58, 67, (0, 1))
+        == "8+7=16, carry 1; 5+6+1=12, carry 1; carry 1. \\boxed{126}"
+    )
+    # a slip that would go below 0 goes the other way
+    assert worked_addition(10, 20, (0, -1)) == "0+0=1; 1+2=3. \\boxed{31}"
+    assert worked_subtraction(52, 37, (1, -1)) == "12-7=5, borrow 1; 4-3=0. \\boxed{5}"
+    assert worked_subtraction(50, 41, (1, -1)) == "10-1=9, borrow 1; 4-4=1. \\boxed{19}"
+
+
+def test_teacher_error_rate_only_touches_sft_training_solutions(tmp_path):
+    import re
+
+    def wrong_share(rows):
+        bad = 0
+        for r in rows:
+            expr = r["messages"][0]["content"].split("Compute ")[1].split(".")[0]
+            boxed = re.search(r"\\boxed\{(-?\d+)\}", r["messages"][1]["content"]).group(1)
+            bad += int(boxed) != eval(expr)  # noqa: S307 - generated digits and +/-
+        return bad / len(rows)
+
+    base = dict(task="arithmetic", train_size=1000, val_size=200, min_digits=2, max_digits=2)
+    clean = write_task(SyntheticDataConfig(**base), str(tmp_path / "clean"))
+    noisy = write_task(SyntheticDataConfig(**base, teacher_error_rate=0.3), str(tmp_path / "noisy"))
+    assert wrong_share(read_rows(clean["sft_train"])) == 0.0
+    assert 0.25 < wrong_share(read_rows(noisy["sft_train"])) < 0.35  # 1000 draws at p = 0.3
+    assert wrong_share(read_rows(noisy["sft_val"])) == 0.0
+    for key in ("rl_train", "rl_val"):  # same problems, true answers, whatever the rate
+        assert read_rows(clean[key]) == read_rows(noisy[key])
+    with pytest.raises(ValueError, match="teacher_error_rate"):
+        write_task(SyntheticDataConfig(**base, teacher_error_rate=1.5), str(tmp_path / "x"))
