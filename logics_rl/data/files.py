@@ -85,3 +85,19 @@ def write_jsonl(path: str, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
+
+
+def check_messages(msgs: Any, where: str) -> list[dict[str, str]]:
+    """A non-empty list of ``{"role": str, "content": str}``, else a ``DataError`` naming ``where``."""
+    if not isinstance(msgs, list) or not msgs:
+        raise DataError(f"{where}: 'messages' must be a non-empty list of {{role, content}}")
+    for j, m in enumerate(msgs):
+        if (
+            not isinstance(m, dict)
+            or not isinstance(m.get("role"), str)
+            or not isinstance(m.get("content"), str)
+        ):
+            raise DataError(
+                f"{where}: messages[{j}] must be an object with string 'role' and 'content'"
+            )
+    return msgs

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from logics_rl.data.files import DataError, read_rows
+from logics_rl.data.files import DataError, check_messages, read_rows
 from logics_rl.protocol import Batch
 
 
@@ -37,18 +37,7 @@ def _messages_of(
     row: dict[str, Any], where: str, system_prompt: str | None
 ) -> list[dict[str, str]]:
     if "messages" in row and row["messages"] is not None:
-        msgs = row["messages"]
-        if not isinstance(msgs, list) or not msgs:
-            raise DataError(f"{where}: 'messages' must be a non-empty list of {{role, content}}")
-        for j, m in enumerate(msgs):
-            if (
-                not isinstance(m, dict)
-                or not isinstance(m.get("role"), str)
-                or not isinstance(m.get("content"), str)
-            ):
-                raise DataError(
-                    f"{where}: messages[{j}] must be an object with string 'role' and 'content'"
-                )
+        msgs = check_messages(row["messages"], where)
         if msgs[-1]["role"] != "user":
             raise DataError(f"{where}: the last message of an RL prompt must be from the user")
         msgs = list(msgs)

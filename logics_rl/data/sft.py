@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from logics_rl.data.files import DataError, read_rows
+from logics_rl.data.files import DataError, check_messages, read_rows
 from logics_rl.protocol import Batch
 
 
@@ -27,18 +27,7 @@ class Conversation:
 
 def _messages(row: dict, where: str) -> list[dict[str, str]]:
     if row.get("messages") is not None:
-        msgs = row["messages"]
-        if not isinstance(msgs, list) or not msgs:
-            raise DataError(f"{where}: 'messages' must be a non-empty list")
-        for j, m in enumerate(msgs):
-            if (
-                not isinstance(m, dict)
-                or not isinstance(m.get("role"), str)
-                or not isinstance(m.get("content"), str)
-            ):
-                raise DataError(
-                    f"{where}: messages[{j}] must be an object with string 'role' and 'content'"
-                )
+        msgs = check_messages(row["messages"], where)
         if not any(m["role"] == "assistant" for m in msgs):
             raise DataError(f"{where}: no assistant message to train on")
         return msgs
