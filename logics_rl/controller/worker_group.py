@@ -383,5 +383,10 @@ def _spawn(
         actors.append(remote_cls.options(**opts).remote(*args, **kwargs))
     # Surface constructor failures now, with the rank, rather than at the first call.
     refs = [a._lrl_ping.remote() for a in actors]
-    _wait_all(refs, list(range(len(actors))), f"{worker_cls.__name__}.__init__", timeout_s)
+    try:
+        _wait_all(refs, list(range(len(actors))), f"{worker_cls.__name__}.__init__", timeout_s)
+    except BaseException:
+        for a in actors:  # the ranks that did start would otherwise hold their slots
+            ray.kill(a, no_restart=True)
+        raise
     return actors

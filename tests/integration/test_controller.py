@@ -212,6 +212,12 @@ def test_constructor_failure_is_reported_with_rank(ray_cluster):
         WorkerGroup(pool, BadInit, timeout_s=60)
     assert info.value.rank == 1
     assert "cannot build the model on rank 1" in str(info.value)
+    # the rank that did start is killed: its bundle's CPU comes back (the pool is still there)
+    key = f"CPU_group_{pool.placement_groups()[0].id.hex()}"
+    deadline = time.monotonic() + 30
+    while ray_cluster.available_resources().get(key, 0.0) < 2.0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray_cluster.available_resources().get(key, 0.0) == 2.0
     pool.remove()
 
 
