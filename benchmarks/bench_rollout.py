@@ -46,11 +46,13 @@ def main() -> None:
 
     path = convert_smollm2() if a.model == "smollm2" else a.model
     tok = AutoTokenizer.from_pretrained(path)
-    ids = [
-        tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True)
+    texts = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
+        )
         for p in PROMPTS
     ]
-    ids = [list(x["input_ids"]) if isinstance(x, dict) else list(x) for x in ids]
+    ids = [tok(t, add_special_tokens=False).input_ids for t in texts]
 
     vllm = VLLMEngine(path, RolloutEngineConfig(kv_cache_gb=2.0), max_model_len=1024, seed=0)
     vllm.generate(ids[:1], Sampling(n=1, max_tokens=8))  # warm-up
