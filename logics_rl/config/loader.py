@@ -140,6 +140,23 @@ def validate(cfg: Config) -> None:
         cfg.algorithm.kl.estimator in ("k1", "k2", "k3"),
         f"algorithm.kl.estimator must be k1, k2 or k3, got {cfg.algorithm.kl.estimator!r}",
     )
+    alg, eng = cfg.algorithm, cfg.rollout.engine
+    _check(
+        alg.old_log_prob in ("recompute", "rollout"),
+        f"algorithm.old_log_prob must be recompute or rollout, got {alg.old_log_prob!r}",
+    )
+    if alg.old_log_prob == "rollout":
+        _check(
+            eng.top_p == 1.0 and eng.top_k in (-1, 0),
+            "algorithm.old_log_prob=rollout needs full-softmax sampling (rollout.engine.top_p 1, "
+            f"top_k -1), got top_p {eng.top_p}, top_k {eng.top_k}: the rollout log-probs are "
+            "renormalised over the kept tokens",
+        )
+        _check(
+            alg.policy_loss.tis_cap is None,
+            "algorithm.policy_loss.tis_cap corrects train / rollout mismatch, which "
+            "algorithm.old_log_prob=rollout does not measure; use recompute or drop tis_cap",
+        )
     for name in cfg.trainer.loggers:
         _check(
             name in ("console", "jsonl", "tensorboard", "wandb"),

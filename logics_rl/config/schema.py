@@ -60,6 +60,12 @@ class AlgorithmConfig:
     policy_loss: PolicyLossConfig = field(default_factory=PolicyLossConfig)
     kl: KLConfig = field(default_factory=KLConfig)
     entropy_coef: float = 0.0  # entropy bonus; Logics-STEM saw entropy explosion with it
+    # Behaviour-policy log-probs for the importance ratio when they are needed (several
+    # mini-batches or epochs per step, KL reward): "recompute" runs a train-engine forward before
+    # the update; "rollout" takes the rollout engine's log-probs of the sampled tokens and skips
+    # that forward (needs full-softmax sampling: top_p 1, top_k off; train / rollout mismatch is
+    # then not measured and TIS has nothing to correct).
+    old_log_prob: str = "recompute"
 
 
 # --------------------------------------------------------------------------- rewards, filters

@@ -260,8 +260,14 @@ class RLTrainer:
         return batch[rows]
 
     def _old_log_probs(self, batch: Batch) -> tuple[Batch, dict[str, float]]:
-        """Behaviour-policy log-probs; skipped when on-policy with one update and no KL reward."""
+        """Behaviour-policy log-probs; skipped when on-policy with one update and no KL reward.
+
+        With ``algorithm.old_log_prob: rollout`` the sampler's own log-probs stand in for them.
+        """
         if not self.need_old:
+            return batch, {}
+        if self.cfg.algorithm.old_log_prob == "rollout":
+            batch["old_logp"] = batch["rollout_logp"]
             return batch, {}
         out = self.workers.compute_log_prob(batch)
         batch = batch.union(out)

@@ -7,6 +7,8 @@
   (``on_cap=stop``), checked step by step against a replay of the prompt sampler;
 - a run killed mid-step and resumed from its last checkpoint logs exactly the metrics of an
   uninterrupted run (HF engine, across epochs of a small train set, with refills);
+- the rollout engine's log-probs can stand in for recomputed behaviour log-probs
+  (``algorithm.old_log_prob=rollout``) and give the same updates where the engines agree;
 - a crash while a checkpoint is being written leaves the previous one the latest and usable;
 - the HF export of a checkpoint loads in transformers and vLLM with the trained engine's log-probs.
 """
@@ -221,6 +223,45 @@ def test_grpo_raises_an_easy_reward_with_the_hf_engine(hf_reference):
     # validation at start (step 0) and at the end (step 6)
     val = [r for r in hf_reference if "val/avg@k" in r]
     assert [r["step"] for r in val] == [0, 6] and all(r["val/prompts"] == 2 for r in val)
+
+
+def test_rollout_log_probs_as_the_behaviour_policy(
+    ray_cluster, untied_model, letters_data, tmp_path
+):
+    """Two mini-batches per step need behaviour log-probs. ``old_log_prob=rollout`` takes the
+    sampler's instead of recomputing them; in fp32 on CPU the two agree, so both runs see the
+    same samples and make the same updates."""
+    runs = {}
+    for source in ("recompute", "rollout"):
+        rows, _ = run_rl(
+            rl_overrides(
+                str(tmp_path / source),
+                untied_model,
+                data__train_files=f"[{letters_data.train}]",
+                data__val_files=f"[{letters_data.val}]",
+                trainer__total_steps=2,
+                trainer__prompts_per_step=4,
+                trainer__mini_batches_per_step=2,
+                rollout__max_response_length=16,
+                algorithm__old_log_prob=source,
+            )
+        )
+        runs[source] = step_rows(rows)
+    recompute, rollout = runs["recompute"], runs["rollout"]
+    assert sorted(recompute) == sorted(rollout) == [1, 2]
+    for s in (1, 2):
+        assert recompute[s]["mismatch/abs_diff_max"] <= 1e-4  # the premise: engines agree here
+        assert not any(k.startswith("mismatch/") for k in rollout[s])  # no recompute, no measure
+        assert rollout[s]["actor/optimizer_steps"] == recompute[s]["actor/optimizer_steps"] == 2
+        assert rollout[s]["reward/mean"] == recompute[s]["reward/mean"]
+        assert recompute[s]["actor/grad_norm"] > 0  # a real update to compare
+        for k in ("actor/pg_loss", "actor/grad_norm", "actor/ppo_kl", "actor/ratio_max"):
+            assert abs(rollout[s][k] - recompute[s][k]) <= 1e-4, (
+                s,
+                k,
+                rollout[s][k],
+                recompute[s][k],
+            )
 
 
 # --------------------------------------------------------------------------- resume

@@ -75,6 +75,19 @@ def test_semantic_checks():
         load_config(None, ["rollout.n"])
 
 
+def test_old_log_prob_source_is_checked():
+    ok = ["data.train_files=[a]", "algorithm.old_log_prob=rollout"]
+    assert load_config(None, ok).algorithm.old_log_prob == "rollout"
+    with pytest.raises(ConfigError, match="recompute or rollout, got 'vllm'"):
+        load_config(None, ["data.train_files=[a]", "algorithm.old_log_prob=vllm"])
+    with pytest.raises(ConfigError, match="top_p 0.9"):
+        load_config(None, ok + ["rollout.engine.top_p=0.9"])
+    with pytest.raises(ConfigError, match="top_k 20"):
+        load_config(None, ok + ["rollout.engine.top_k=20"])
+    with pytest.raises(ConfigError, match="tis_cap"):
+        load_config(None, ok + ["algorithm.policy_loss.tis_cap=2.0"])
+
+
 def test_missing_and_broken_recipe(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(str(tmp_path / "nope.yaml"))
