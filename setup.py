@@ -5,6 +5,8 @@ CPU:  pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 GPU:  pip install -e ".[gpu,dev]"
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 CORE = [
@@ -38,7 +40,7 @@ setup(
     name="logics-rl",
     version="0.1.0",
     description="RL post-training of LLMs with verifiable rewards (GRPO, DAPO, Logics-STEM)",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["logics_rl", "logics_rl.*"]),
