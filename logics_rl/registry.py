@@ -1,7 +1,10 @@
 """Named plugin registries: built-ins by short name, ``pkg.module:attr`` import paths, entry points.
 
-Used by advantage estimators, policy losses, rewards and filters. Pure Python on purpose: reward
-and filter plugins are imported by other projects, so this module must not pull in torch or Ray.
+Used by advantage estimators, policy losses, rewards and filters. Also the plumbing that rewards
+and filters share (binding a configured term: ``as_config``, ``load_plugin``, ``check_params``,
+``term_label``; input checks: ``check_lengths``), so neither package depends on the other for it.
+Pure Python on purpose: reward and filter plugins are imported by other projects, so this module
+must not pull in torch or Ray.
 
     ADVANTAGES = Registry("advantage estimator", entry_point_group="logics_rl.advantages")
 
@@ -15,11 +18,16 @@ and filter plugins are imported by other projects, so this module must not pull 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
-from collections.abc import Callable, Iterable
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
 
 
 class UnknownPluginError(KeyError):
@@ -109,3 +117,129 @@ class Registry:
             f" or an entry point in group {self.entry_point_group!r}"
         )
         raise UnknownPluginError(msg)
+
+
+# --------------------------------------------------------------------------- binding configured terms
+def _unknown(what: str, kind: str, key: str, valid: list[str]) -> ValueError:
+    """``<what>: unknown <kind> '<key>' (did you mean ...?); valid <kind>s: ...``."""
+    hint = nearest(key, valid)
+    msg = f"{what}: unknown {kind} {key!r}"
+    msg += f" (did you mean {hint!r}?)" if hint else ""
+    return ValueError(msg + f"; valid {kind}s: {', '.join(valid) or '(none)'}")
+
+
+def _literal_choices(fn: Callable[..., Any]) -> dict[str, tuple[Any, ...]]:
+    """Parameters annotated ``Literal[...]`` and their allowed values (empty if hints fail)."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # plugin annotations that do not resolve: no literal checks
+        return {}
+    out = {}
+    for pname, hint in hints.items():
+        options = [hint] if typing.get_origin(hint) is Literal else list(typing.get_args(hint))
+        for opt in options:
+            if typing.get_origin(opt) is Literal:
+                out[pname] = typing.get_args(opt)
+    return out
+
+
+def check_params(fn: Callable[..., Any], params: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+    """Check ``params`` against ``fn(first_arg, **params)``; errors name ``what`` and the nearest name.
+
+    Also checks values of parameters annotated with ``Literal[...]``. Returns a plain dict.
+    """
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what}: cannot read the signature of {fn!r}: {exc}") from exc
+    items = list(sig.parameters.values())
+    if not items or items[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.VAR_POSITIONAL,
+    ):
+        raise TypeError(
+            f"{what}: {getattr(fn, '__name__', fn)!r} must take the batch/group as its first positional argument"
+        )
+    rest = items[1:] if items[0].kind != inspect.Parameter.VAR_POSITIONAL else items
+    var_kw = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in rest)
+    valid = [
+        p.name
+        for p in rest
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if not var_kw:
+        for key in params:
+            if key not in valid:
+                raise _unknown(what, "parameter", key, valid)
+    missing = [
+        p.name
+        for p in rest
+        if p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        and p.name not in params
+    ]
+    if missing:
+        raise ValueError(f"{what}: missing required parameter(s) {', '.join(missing)}")
+    for key, choices in _literal_choices(fn).items():
+        if key in params and params[key] not in choices:
+            raise ValueError(
+                f"{what}: parameter {key}={params[key]!r} is not one of {', '.join(map(repr, choices))}"
+            )
+    return dict(params)
+
+
+def term_label(name: str, taken: set[str]) -> str:
+    """A short metric label for a configured name (``pkg.mod:fn`` -> ``fn``), unique among ``taken``."""
+    base = name.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+    label, k = base, 2
+    while label in taken:
+        label, k = f"{base}_{k}", k + 1
+    return label
+
+
+def plain(value: Any) -> Any:
+    """Config containers (OmegaConf DictConfig / ListConfig included) as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [plain(v) for v in value]
+    return value
+
+
+def as_config(cls: type[T], value: Any, *, what: str) -> T:
+    """``value`` as the schema dataclass ``cls``, so that every default comes from the schema.
+
+    An instance is returned as is; a mapping (a plain dict, an OmegaConf node) becomes one, with
+    the schema's defaults for missing keys. An unknown key names the nearest valid one.
+    """
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a {cls.__name__} or a mapping, got {type(value).__name__}")
+    data = plain(value)
+    valid = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for key in data:
+        if key not in valid:
+            raise _unknown(what, "key", key, valid)
+    return cls(**data)
+
+
+def load_plugin(registry: Registry, name: str, params: Any, *, what: str) -> tuple[Any, dict]:
+    """The plugin ``name`` resolves to and its ``params`` as a plain dict (not yet checked)."""
+    fn = registry.get(name)
+    if not callable(fn):
+        raise TypeError(f"{what}: {fn!r} is not callable")
+    params = plain(params or {})
+    if not isinstance(params, dict):
+        raise TypeError(f"{what}: params must be a mapping, got {type(params).__name__}")
+    return fn, params
+
+
+def check_lengths(owner: str, n: int, named: Mapping[str, Sized | None]) -> None:
+    """Every list in ``named`` (None: not given) has one entry per response; errors name it."""
+    for name, values in named.items():
+        if values is not None and len(values) != n:
+            raise ValueError(
+                f"{owner}.{name} has {len(values)} entries but there are {n} responses"
+            )

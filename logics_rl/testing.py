@@ -30,13 +30,8 @@ from collections.abc import Callable
 from typing import Any
 
 from logics_rl.filters.base import FILTERS, FilterDecision, Group, check_decision
-from logics_rl.rewards.base import (
-    REWARDS,
-    RewardInput,
-    RewardResult,
-    check_params,
-    normalise_result,
-)
+from logics_rl.registry import check_params
+from logics_rl.rewards.base import REWARDS, RewardInput, RewardResult, normalise_result
 
 MB = 1 << 20
 _COT = "Let me think step by step. First, 3 + 4 = 7, then 7 * 6 = 42. "

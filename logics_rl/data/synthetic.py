@@ -99,19 +99,8 @@ def arithmetic_problem(rng: random.Random, min_digits: int, max_digits: int) -> 
     return Problem(f"{prompt} {INSTRUCTION}", answer, a, b, op, f"{op}_{digits}d")
 
 
-def write_task(cfg: SyntheticDataConfig, out_dir: str) -> dict[str, str]:
-    """Write train / val files for RL and SFT; the val problems never appear in train.
-
-    ``cfg.teacher_error_rate`` of the SFT training solutions carry one arithmetic slip (a column
-    off by one, the answer following the working), like distilled chains of thought from an
-    imperfect teacher: imitation learns the slips, a verifiable reward can remove them. RL rows
-    always hold the true answer; validation solutions are always clean.
-    """
-    if cfg.task != "arithmetic":
-        raise ValueError(f"unknown synthetic task {cfg.task!r}; available: arithmetic")
-    if not 0.0 <= cfg.teacher_error_rate <= 1.0:
-        raise ValueError(f"teacher_error_rate must be in [0, 1], got {cfg.teacher_error_rate}")
-    rng = random.Random(cfg.seed)
+def _distinct_problems(cfg: SyntheticDataConfig, rng: random.Random) -> list[Problem]:
+    """``train_size + val_size`` problems with distinct prompts, in draw order."""
     seen: set[str] = set()
     rows: list[Problem] = []
     want = cfg.train_size + cfg.val_size
@@ -126,42 +115,55 @@ def write_task(cfg: SyntheticDataConfig, out_dir: str) -> dict[str, str]:
         if p.prompt not in seen:
             seen.add(p.prompt)
             rows.append(p)
+    return rows
+
+
+def _slip(p: Problem, slips: random.Random, rate: float) -> tuple[int, int] | None:
+    """With probability ``rate``, a teacher slip for ``p``: (column, +-1)."""
+    if slips.random() >= rate:
+        return None
+    return slips.randrange(p.columns), slips.choice((-1, 1))
+
+
+def _rl_row(p: Problem) -> dict:
+    return {"prompt": p.prompt, "ground_truth": p.answer, "data_source": p.source}
+
+
+def _sft_row(p: Problem, slip: tuple[int, int] | None = None) -> dict:
+    """A chat row whose assistant turn is the worked solution (with ``slip``, a flawed one)."""
+    return {
+        "messages": [
+            {"role": "user", "content": p.prompt},
+            {"role": "assistant", "content": p.worked(slip)},
+        ],
+        "data_source": p.source,
+    }
+
+
+def write_task(cfg: SyntheticDataConfig, out_dir: str) -> dict[str, str]:
+    """Write train / val files for RL and SFT; the val problems never appear in train.
+
+    ``cfg.teacher_error_rate`` of the SFT training solutions carry one arithmetic slip (a column
+    off by one, the answer following the working), like distilled chains of thought from an
+    imperfect teacher: imitation learns the slips, a verifiable reward can remove them. RL rows
+    always hold the true answer; validation solutions are always clean.
+    """
+    if cfg.task != "arithmetic":
+        raise ValueError(f"unknown synthetic task {cfg.task!r}; available: arithmetic")
+    if not 0.0 <= cfg.teacher_error_rate <= 1.0:
+        raise ValueError(f"teacher_error_rate must be in [0, 1], got {cfg.teacher_error_rate}")
+    rng = random.Random(cfg.seed)
+    rows = _distinct_problems(cfg, rng)
     # Draws without repeats exhaust the small (1-digit) problems early: shuffle before splitting
     # so that validation and training follow the same distribution.
     rng.shuffle(rows)
     val, train = rows[: cfg.val_size], rows[cfg.val_size :]
     slips = random.Random(cfg.seed + 1)  # its own stream: the problems do not depend on the rate
-
-    def slip(p: Problem) -> tuple[int, int] | None:
-        if slips.random() >= cfg.teacher_error_rate:
-            return None
-        return slips.randrange(p.columns), slips.choice((-1, 1))
-
-    def rl(items: list[Problem]) -> list[dict]:
-        return [
-            {"prompt": p.prompt, "ground_truth": p.answer, "data_source": p.source} for p in items
-        ]
-
-    def sft(items: list[Problem], noisy: bool) -> list[dict]:
-        return [
-            {
-                "messages": [
-                    {"role": "user", "content": p.prompt},
-                    {"role": "assistant", "content": p.worked(slip(p) if noisy else None)},
-                ],
-                "data_source": p.source,
-            }
-            for p in items
-        ]
-
-    paths = {
-        "rl_train": os.path.join(out_dir, "rl_train.jsonl"),
-        "rl_val": os.path.join(out_dir, "rl_val.jsonl"),
-        "sft_train": os.path.join(out_dir, "sft_train.jsonl"),
-        "sft_val": os.path.join(out_dir, "sft_val.jsonl"),
-    }
-    write_jsonl(paths["rl_train"], rl(train))
-    write_jsonl(paths["rl_val"], rl(val))
-    write_jsonl(paths["sft_train"], sft(train, noisy=True))
-    write_jsonl(paths["sft_val"], sft(val, noisy=False))
+    names = ("rl_train", "rl_val", "sft_train", "sft_val")
+    paths = {name: os.path.join(out_dir, f"{name}.jsonl") for name in names}
+    write_jsonl(paths["rl_train"], [_rl_row(p) for p in train])
+    write_jsonl(paths["rl_val"], [_rl_row(p) for p in val])
+    rate = cfg.teacher_error_rate
+    write_jsonl(paths["sft_train"], [_sft_row(p, _slip(p, slips, rate)) for p in train])
+    write_jsonl(paths["sft_val"], [_sft_row(p) for p in val])
     return paths

@@ -17,10 +17,18 @@ mask samples that hit the length limit), ``repetition`` (drop degenerate repetit
     {'filter/zero_variance/all_correct': 1, 'filter/truncated/samples_dropped/truncated': 1}
 
 Plain Python: importing this package loads no torch, Ray, vLLM or Megatron. The plugin API is in
-``base.py``; the contract kit for third-party filters is ``logics_rl.testing.check_filter``.
+``base.py`` (``decide`` turns per-sample flags into the usual keep / mask / drop decision); the
+contract kit for third-party filters is ``logics_rl.testing.check_filter``.
 """
 
-from logics_rl.filters.base import FILTERS, FilterDecision, Group, GroupFilter, check_decision
+from logics_rl.filters.base import (
+    FILTERS,
+    FilterDecision,
+    Group,
+    GroupFilter,
+    check_decision,
+    decide,
+)
 from logics_rl.filters.chain import FilterChain, FilterTerm, build_filters
 from logics_rl.filters.length import length
 from logics_rl.filters.repetition import repetition
@@ -36,6 +44,7 @@ __all__ = [
     "GroupFilter",
     "build_filters",
     "check_decision",
+    "decide",
     "length",
     "repetition",
     "truncated",

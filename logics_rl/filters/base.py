@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from logics_rl.registry import Registry
+from logics_rl.registry import Registry, check_lengths
 
 FILTERS = Registry("filter", entry_point_group="logics_rl.filters")
 
@@ -43,18 +43,13 @@ class Group:
     data_source: str | None = None
 
     def __post_init__(self) -> None:
-        n = len(self.responses)
         named = {
             "scores": self.scores,
             "response_lengths": self.response_lengths,
             "truncated": self.truncated,
+            **{f"components[{k!r}]": v for k, v in self.components.items()},
         }
-        named.update({f"components[{k!r}]": v for k, v in self.components.items()})
-        for name, values in named.items():
-            if len(values) != n:
-                raise ValueError(
-                    f"Group.{name} has {len(values)} entries but there are {n} responses"
-                )
+        check_lengths("Group", len(self.responses), named)
 
     def __len__(self) -> int:
         return len(self.responses)
@@ -126,6 +121,26 @@ class FilterDecision:
     keep_samples: list[bool] | None = None  # False: remove that sample from the batch
     mask_samples: list[bool] | None = None  # True: keep it in the batch but zero its loss
     sample_reason: str | None = None  # why samples were removed / masked (counted in metrics)
+
+
+def decide(
+    flags: Sequence[bool], mode: str, reason: str, *, group_reason: str | None = None
+) -> FilterDecision:
+    """The usual decision for flagged samples, shared by the per-sample filters.
+
+    None flagged: keep all. ``mode="mask"``: keep them with their loss masked. Otherwise remove
+    them, or drop the group when all are flagged (``group_reason``, default ``all_<reason>``),
+    since a group with no samples left carries no signal.
+    """
+    if not any(flags):
+        return FilterDecision(keep_group=True)
+    if mode == "mask":
+        return FilterDecision(keep_group=True, mask_samples=list(flags), sample_reason=reason)
+    if all(flags):
+        return FilterDecision(keep_group=False, reason=group_reason or f"all_{reason}")
+    return FilterDecision(
+        keep_group=True, keep_samples=[not f for f in flags], sample_reason=reason
+    )
 
 
 class GroupFilter(Protocol):

@@ -21,12 +21,13 @@ samples. The final decision's ``reason`` is ``<name>/<reason>`` of the filter th
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from logics_rl.config.schema import FilterTermConfig
 from logics_rl.filters.base import FILTERS, FilterDecision, Group, check_decision
-from logics_rl.rewards.base import check_params, plain, term_label
+from logics_rl.registry import as_config, check_params, load_plugin, term_label
 
 
 @dataclass(frozen=True)
@@ -107,28 +108,13 @@ class FilterChain:
         )
 
 
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    return cfg.get(key, default) if isinstance(cfg, Mapping) else getattr(cfg, key, default)
-
-
 def build_filters(cfgs: Sequence[Any] | None) -> FilterChain:
     """A ``FilterChain`` from ``FilterTermConfig`` entries (or mappings shaped like them); None or [] keeps all."""
     terms: list[FilterTerm] = []
-    for k, fc in enumerate(list(cfgs or [])):
-        name = _get(fc, "name")
-        what = f"filter {k} ({name!r})"
-        fn = FILTERS.get(name)
-        if not callable(fn):
-            raise TypeError(f"{what}: {fn!r} is not callable")
-        params = plain(_get(fc, "params") or {})
-        if not isinstance(params, dict):
-            raise TypeError(f"{what}: params must be a mapping, got {type(params).__name__}")
-        terms.append(
-            FilterTerm(
-                name,
-                term_label(name, {t.label for t in terms}),
-                fn,
-                check_params(fn, params, what=what),
-            )
-        )
+    for k, entry in enumerate(list(cfgs or [])):
+        fc = as_config(FilterTermConfig, entry, what=f"filter {k}")
+        what = f"filter {k} ({fc.name!r})"
+        fn, params = load_plugin(FILTERS, fc.name, fc.params, what=what)
+        label = term_label(fc.name, {t.label for t in terms})
+        terms.append(FilterTerm(fc.name, label, fn, check_params(fn, params, what=what)))
     return FilterChain(terms)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from logics_rl.filters.base import FILTERS, FilterDecision, Group
+from logics_rl.filters.base import FILTERS, FilterDecision, Group, decide
 
 
 @FILTERS.register("length")
@@ -26,11 +26,5 @@ def length(
     short = [n < min_length for n in group.response_lengths]
     long = [max_length is not None and n > max_length for n in group.response_lengths]
     bad = [s or t for s, t in zip(short, long)]
-    if not any(bad):
-        return FilterDecision(keep_group=True)
     why = "too_short" if not any(long) else "too_long" if not any(short) else "out_of_bounds"
-    if mode == "mask":
-        return FilterDecision(keep_group=True, mask_samples=bad, sample_reason=why)
-    if all(bad):
-        return FilterDecision(keep_group=False, reason="all_out_of_bounds")
-    return FilterDecision(keep_group=True, keep_samples=[not b for b in bad], sample_reason=why)
+    return decide(bad, mode, why, group_reason="all_out_of_bounds")

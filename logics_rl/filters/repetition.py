@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from logics_rl.filters.base import FILTERS, FilterDecision, Group
+from logics_rl.filters.base import FILTERS, FilterDecision, Group, decide
 from logics_rl.rewards.repetition import word_ngram_repeat_ratio
 
 
@@ -34,13 +34,4 @@ def repetition(
             word_ngram_repeat_ratio(r if isinstance(r, str) else "", ngram_size)
             for r in group.responses
         ]
-    bad = [r > threshold for r in ratios]
-    if not any(bad):
-        return FilterDecision(keep_group=True)
-    if mode == "mask":
-        return FilterDecision(keep_group=True, mask_samples=bad, sample_reason="repetitive")
-    if all(bad):
-        return FilterDecision(keep_group=False, reason="all_repetitive")
-    return FilterDecision(
-        keep_group=True, keep_samples=[not b for b in bad], sample_reason="repetitive"
-    )
+    return decide([r > threshold for r in ratios], mode, "repetitive")

@@ -10,20 +10,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from logics_rl.filters.base import FILTERS, FilterDecision, Group
+from logics_rl.filters.base import FILTERS, FilterDecision, Group, decide
 
 
 @FILTERS.register("truncated")
 def truncated(group: Group, *, mode: Literal["drop", "mask"] = "drop") -> FilterDecision:
     if mode not in ("drop", "mask"):
         raise ValueError(f"truncated: mode={mode!r} is not 'drop' or 'mask'")
-    hit = [bool(t) for t in group.truncated]
-    if not any(hit):
-        return FilterDecision(keep_group=True)
-    if mode == "mask":
-        return FilterDecision(keep_group=True, mask_samples=hit, sample_reason="truncated")
-    if all(hit):
-        return FilterDecision(keep_group=False, reason="all_truncated")
-    return FilterDecision(
-        keep_group=True, keep_samples=[not h for h in hit], sample_reason="truncated"
-    )
+    return decide([bool(t) for t in group.truncated], mode, "truncated")

@@ -13,17 +13,18 @@ Built-ins (one small file each): ``math_verify`` (correctness, in worker process
     ([1.1, 0.0], {'correct': [1.0, 0.0], 'format': [1.0, 0.0]})
 
 Plain Python: importing this package loads no torch, Ray, vLLM or Megatron (math-verify and SymPy
-load only inside the scoring worker processes). The plugin API is in ``base.py``; the contract kit
-for third-party rewards is ``logics_rl.testing.check_reward``.
+load only inside the scoring worker processes). The plugin API is in ``base.py``; the plumbing
+shared with filters (``check_params`` and the term binding) is in ``logics_rl.registry``; the
+contract kit for third-party rewards is ``logics_rl.testing.check_reward``.
 """
 
+from logics_rl.registry import check_params
 from logics_rl.rewards.base import (
     REWARDS,
     MissingComponentError,
     RewardFn,
     RewardInput,
     RewardResult,
-    check_params,
     normalise_result,
 )
 from logics_rl.rewards.composite import CompositeReward, RewardTerm, build_reward

@@ -28,15 +28,13 @@ Python: no torch, Ray or vLLM.
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
-import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from logics_rl.registry import Registry, nearest
+from logics_rl.registry import Registry, check_lengths
 
 REWARDS = Registry("reward", entry_point_group="logics_rl.rewards")
 
@@ -62,7 +60,6 @@ class RewardInput:
     components: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        n = len(self.responses)
         named = {
             "prompts": self.prompts,
             "ground_truths": self.ground_truths,
@@ -73,11 +70,7 @@ class RewardInput:
             "extras": self.extras,
             **{f"components[{k!r}]": v for k, v in self.components.items()},
         }
-        for name, values in named.items():
-            if values is not None and len(values) != n:
-                raise ValueError(
-                    f"RewardInput.{name} has {len(values)} entries but there are {n} responses"
-                )
+        check_lengths("RewardInput", len(self.responses), named)
 
     def __len__(self) -> int:
         return len(self.responses)
@@ -228,86 +221,3 @@ def normalise_result(out: Any, batch: RewardInput, name: str) -> RewardResult:
     raise TypeError(
         f"reward {name!r} returned {type(out).__name__}; expected a RewardResult or a list of floats"
     )
-
-
-def _literal_choices(fn: Callable[..., Any]) -> dict[str, tuple[Any, ...]]:
-    """Parameters annotated ``Literal[...]`` and their allowed values (empty if hints fail)."""
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # plugin annotations that do not resolve: no literal checks
-        return {}
-    out = {}
-    for pname, hint in hints.items():
-        options = [hint] if typing.get_origin(hint) is Literal else list(typing.get_args(hint))
-        for opt in options:
-            if typing.get_origin(opt) is Literal:
-                out[pname] = typing.get_args(opt)
-    return out
-
-
-def check_params(fn: Callable[..., Any], params: Mapping[str, Any], *, what: str) -> dict[str, Any]:
-    """Check ``params`` against ``fn(first_arg, **params)``; errors name ``what`` and the nearest name.
-
-    Also checks values of parameters annotated with ``Literal[...]``. Returns a plain dict.
-    """
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what}: cannot read the signature of {fn!r}: {exc}") from exc
-    items = list(sig.parameters.values())
-    if not items or items[0].kind not in (
-        inspect.Parameter.POSITIONAL_ONLY,
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        inspect.Parameter.VAR_POSITIONAL,
-    ):
-        raise TypeError(
-            f"{what}: {getattr(fn, '__name__', fn)!r} must take the batch/group as its first positional argument"
-        )
-    rest = items[1:] if items[0].kind != inspect.Parameter.VAR_POSITIONAL else items
-    var_kw = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in rest)
-    valid = [
-        p.name
-        for p in rest
-        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    ]
-    if not var_kw:
-        for key in params:
-            if key not in valid:
-                hint = nearest(key, valid)
-                msg = f"{what}: unknown parameter {key!r}"
-                msg += f" (did you mean {hint!r}?)" if hint else ""
-                msg += f"; valid parameters: {', '.join(valid) or '(none)'}"
-                raise ValueError(msg)
-    missing = [
-        p.name
-        for p in rest
-        if p.default is inspect.Parameter.empty
-        and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        and p.name not in params
-    ]
-    if missing:
-        raise ValueError(f"{what}: missing required parameter(s) {', '.join(missing)}")
-    for key, choices in _literal_choices(fn).items():
-        if key in params and params[key] not in choices:
-            raise ValueError(
-                f"{what}: parameter {key}={params[key]!r} is not one of {', '.join(map(repr, choices))}"
-            )
-    return dict(params)
-
-
-def term_label(name: str, taken: set[str]) -> str:
-    """A short metric label for a configured name (``pkg.mod:fn`` -> ``fn``), unique among ``taken``."""
-    base = name.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
-    label, k = base, 2
-    while label in taken:
-        label, k = f"{base}_{k}", k + 1
-    return label
-
-
-def plain(value: Any) -> Any:
-    """Config containers (OmegaConf DictConfig / ListConfig included) as plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        return [plain(v) for v in value]
-    return value

@@ -11,8 +11,9 @@
 Terms run in config order. Each term's params are bound and checked at build time against the
 callable's signature (an unknown parameter names the term and the nearest valid one); a term sees
 the components of the terms before it in ``batch.components`` (so ``cosine_length`` reads
-``correct``). ``RewardConfig.num_workers`` and ``timeout_s`` are passed to every term whose
-signature has those parameters, unless its params set them.
+``correct``). A term gets ``RewardConfig`` settings only when it asks for them by name in
+``fn.from_config`` (``math_verify`` asks for the pool's ``num_workers`` and ``timeout_s``), and
+only where its params do not set them.
 
 Result: ``scores`` = sum of weight x term scores; ``token_scores`` = sum of weight x term token
 scores (None if no term has any); ``components`` = every term's components, unweighted (a term
@@ -30,26 +31,23 @@ term, e.g. ``cosine_length`` after ``math_verify``.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from logics_rl.config.schema import RewardConfig, RewardTermConfig
+from logics_rl.registry import as_config, check_params, load_plugin, term_label
 from logics_rl.rewards.base import (
     REWARDS,
     MissingComponentError,
     RewardInput,
     RewardResult,
-    check_params,
     normalise_result,
-    plain,
-    term_label,
 )
 
 logger = logging.getLogger(__name__)
-_FROM_CONFIG = ("num_workers", "timeout_s")
 
 
 @dataclass(frozen=True)
@@ -117,52 +115,58 @@ class CompositeReward:
         return RewardResult(total, components, token_total, counters)
 
 
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    if isinstance(cfg, Mapping):
-        return cfg.get(key, default)
-    return getattr(cfg, key, default)
+def _from_config(fn: Callable[..., Any], cfg: RewardConfig, what: str) -> dict[str, Any]:
+    """The ``RewardConfig`` settings a reward asks for in ``fn.from_config``, by name."""
+    try:
+        return {key: getattr(cfg, key) for key in getattr(fn, "from_config", ())}
+    except AttributeError as exc:
+        raise TypeError(f"{what}: from_config names a setting RewardConfig lacks: {exc}") from None
 
 
-def build_reward(cfg: Any) -> CompositeReward:
+def _bind(tc: RewardTermConfig, cfg: RewardConfig, taken: set[str], what: str) -> RewardTerm:
+    """One configured term, its params checked against the reward's signature."""
+    fn, params = load_plugin(REWARDS, tc.name, tc.params, what=what)
+    weight = float(tc.weight)
+    if not math.isfinite(weight):
+        raise ValueError(f"{what}: weight must be finite, got {weight}")
+    params = check_params(fn, {**_from_config(fn, cfg, what), **params}, what=what)
+    return RewardTerm(tc.name, term_label(tc.name, taken), fn, weight, params)
+
+
+def _provided_after(
+    term: RewardTerm, provided: set[str] | None, before: list[RewardTerm], what: str
+) -> set[str] | None:
+    """Check that earlier terms provide what ``term`` requires; the components provided after it.
+
+    None: some term so far does not declare what it provides, so nothing more can be checked.
+    """
+    if provided is None:
+        return None
+    requires = _names(getattr(term.fn, "requires", None), term.params)
+    missing = [c for c in requires if c not in provided]
+    if missing:
+        labels = ", ".join(t.label for t in before) or "none"
+        raise ValueError(
+            f"{what} needs component(s) {', '.join(map(repr, missing))} from an earlier term "
+            f"(put a correctness term such as 'math_verify' before it); terms before it: {labels}"
+        )
+    provides = getattr(term.fn, "provides", None)
+    return None if provides is None else provided | set(_names(provides, term.params))
+
+
+def build_reward(cfg: RewardConfig | Mapping[str, Any]) -> CompositeReward:
     """A ``CompositeReward`` from a ``RewardConfig`` (or a mapping / OmegaConf node shaped like one)."""
-    terms_cfg = _get(cfg, "terms")
-    if not terms_cfg:
+    cfg = as_config(RewardConfig, cfg, what="reward")
+    if not cfg.terms:
         raise ValueError(
             "reward.terms is empty: configure at least one reward term (e.g. {name: math_verify})"
         )
     terms: list[RewardTerm] = []
-    provided: set[str] = set()
-    opaque = False  # an earlier term does not declare what it provides: skip the check
-    for k, tc in enumerate(terms_cfg):
-        name = _get(tc, "name")
-        what = f"reward term {k} ({name!r})"
-        fn = REWARDS.get(name)
-        if not callable(fn):
-            raise TypeError(f"{what}: {fn!r} is not callable")
-        weight = float(_get(tc, "weight", 1.0))
-        if not math.isfinite(weight):
-            raise ValueError(f"{what}: weight must be finite, got {weight}")
-        params = plain(_get(tc, "params") or {})
-        if not isinstance(params, dict):
-            raise TypeError(f"{what}: params must be a mapping, got {type(params).__name__}")
-        accepted = inspect.signature(fn).parameters
-        for key in _FROM_CONFIG:
-            if key in accepted and key not in params and _get(cfg, key) is not None:
-                params[key] = _get(cfg, key)
-        params = check_params(fn, params, what=what)
-        missing = [c for c in _names(getattr(fn, "requires", None), params) if c not in provided]
-        if missing and not opaque:
-            before = ", ".join(t.label for t in terms) or "none"
-            raise ValueError(
-                f"{what} needs component(s) {', '.join(map(repr, missing))} from an earlier term "
-                f"(put a correctness term such as 'math_verify' before it); terms before it: {before}"
-            )
-        provides = getattr(fn, "provides", None)
-        if provides is None:
-            opaque = True
-        else:
-            provided.update(_names(provides, params))
-        terms.append(
-            RewardTerm(name, term_label(name, {t.label for t in terms}), fn, weight, params)
-        )
+    provided: set[str] | None = set()
+    for k, entry in enumerate(cfg.terms):
+        tc = as_config(RewardTermConfig, entry, what=f"reward term {k}")
+        what = f"reward term {k} ({tc.name!r})"
+        term = _bind(tc, cfg, {t.label for t in terms}, what)
+        provided = _provided_after(term, provided, terms, what)
+        terms.append(term)
     return CompositeReward(terms)

@@ -74,6 +74,33 @@ class _Worker:
     since: float = 0.0  # when the sample in flight started (parent clock)
 
 
+@dataclass
+class _Call:
+    """The state of one ``score`` call, shared by the scheduler's steps."""
+
+    id: int  # tags the requests, so answers of an interrupted earlier call are ignored
+    tasks: Sequence[tuple[Any, Any]]
+    opts: dict
+    timeout_s: float  # hard per-sample deadline
+    soft_s: float | None  # the worker's own alarm
+    queue: deque[list[int]]  # chunks of task indices not handed out yet
+    scores: list[float | None]
+    statuses: list[str]
+    crashes: list[int]  # workers each task has killed
+    remaining: int  # tasks without a score
+    restarts: int = 0
+    start_failures: int = 0
+
+    def finish(self, i: int, score: float, status: str) -> None:
+        """Settle task ``i`` (counted once, even if settled again)."""
+        if self.scores[i] is None:
+            self.remaining -= 1
+        self.scores[i], self.statuses[i] = score, status
+
+    def result(self) -> PoolResult:
+        return PoolResult([float(s) for s in self.scores], self.statuses, self.restarts)  # type: ignore[arg-type]
+
+
 class VerifyPool:
     """``num_workers`` scoring processes; ``score`` is thread-safe (calls run one at a time)."""
 
@@ -181,124 +208,142 @@ class VerifyPool:
                         self._replace(w)
                 raise
 
-    def _run(self, tasks, opts, timeout_s, chunk_size, soft_fraction) -> PoolResult:
+    def _run(
+        self,
+        tasks: Sequence[tuple[Any, Any]],
+        opts: dict,
+        timeout_s: float,
+        chunk_size: int,
+        soft_fraction: float | None,
+    ) -> PoolResult:
+        """The scheduler: hand out chunks, read answers, enforce deadlines, until all are scored."""
         n = len(tasks)
-        call_id = next(self._calls)
         size = min(chunk_size, max(1, -(-n // self.num_workers)))
-        queue: deque[list[int]] = deque(list(range(i, min(i + size, n))) for i in range(0, n, size))
-        scores: list[float | None] = [None] * n
-        statuses: list[str] = [""] * n
-        crashes = [0] * n
-        remaining = n
-        restarts = 0
-        start_failures = 0
-        soft = soft_fraction * timeout_s if soft_fraction else None
+        call = _Call(
+            id=next(self._calls),
+            tasks=tasks,
+            opts=opts,
+            timeout_s=timeout_s,
+            soft_s=soft_fraction * timeout_s if soft_fraction else None,
+            queue=deque(list(range(i, min(i + size, n))) for i in range(0, n, size)),
+            scores=[None] * n,
+            statuses=[""] * n,
+            crashes=[0] * n,
+            remaining=n,
+        )
+        while call.remaining:
+            self._dispatch(call)
+            for w in self._wait(call):
+                self._read(w, call)
+            self._enforce_deadlines(call)
+        return call.result()
 
-        def finish(i: int, score: float, status: str) -> None:
-            nonlocal remaining
-            if scores[i] is None:
-                remaining -= 1
-            scores[i], statuses[i] = score, status
+    def _dispatch(self, call: _Call) -> None:
+        """Hand the next chunk to every idle worker (dynamic load balance)."""
+        for w in list(self._workers):
+            if w.state != "idle" or not call.queue:
+                continue
+            chunk = call.queue.popleft()
+            items = [(i, *call.tasks[i]) for i in chunk]
+            try:
+                w.conn.send(("score", call.id, items, call.opts, call.soft_s))
+            except OSError:  # died while idle
+                call.queue.appendleft(chunk)
+                call.restarts += 1
+                self._replace(w)
+                continue
+            w.state, w.chunk, w.pos, w.since = "busy", chunk, 0, time.monotonic()
 
-        def lost(w: _Worker, timed_out: bool) -> None:
-            """A busy worker was killed at the deadline or died: settle its in-flight sample."""
-            nonlocal restarts
-            restarts += 1
-            i, rest = w.chunk[w.pos], w.chunk[w.pos + 1 :]
-            if rest:
-                queue.appendleft(rest)
-            if timed_out:
-                finish(i, 0.0, "timeout")
-            else:
-                crashes[i] += 1
-                if crashes[i] > _RETRIES_AFTER_CRASH:
-                    finish(i, 0.0, "error")
-                else:
-                    queue.appendleft([i])
-            self._replace(w)
-
-        def failed_start(w: _Worker, why: str) -> None:
-            nonlocal start_failures
-            start_failures += 1
-            if start_failures > 3 * self.num_workers:
-                raise WorkerStartError(
-                    f"math-verify worker processes keep failing to start ({why}); see their stderr above"
-                )
-            self._replace(w)
-
-        while remaining:
-            # 1. hand out work
-            for w in list(self._workers):
-                if w.state == "idle" and queue:
-                    chunk = queue.popleft()
-                    try:
-                        w.conn.send(("score", call_id, [(i, *tasks[i]) for i in chunk], opts, soft))
-                    except OSError:  # died while idle
-                        queue.appendleft(chunk)
-                        restarts += 1
-                        self._replace(w)
-                        continue
-                    w.state, w.chunk, w.pos, w.since = "busy", chunk, 0, time.monotonic()
-            # 2. wait for answers or the nearest deadline
-            active = [w for w in self._workers if w.state != "idle"]
-            if not active:
-                raise RuntimeError(
-                    "math-verify pool: work remains but no worker is active (this is a bug)"
-                )
-            now = time.monotonic()
-            due = min(
-                w.since + timeout_s if w.state == "busy" else w.started + self.start_timeout_s
-                for w in active
+    def _wait(self, call: _Call) -> list[_Worker]:
+        """Block until a worker has something to say or the nearest deadline; those that spoke."""
+        active = [w for w in self._workers if w.state != "idle"]
+        if not active:
+            raise RuntimeError(
+                "math-verify pool: work remains but no worker is active (this is a bug)"
             )
-            ready = wait([w.conn for w in active], timeout=max(0.0, due - now))
-            # 3. read every message that arrived
-            for w in active:
-                if w.conn not in ready:
-                    continue
-                try:
-                    while w.conn.poll():
-                        msg = w.conn.recv()
-                        now = time.monotonic()
-                        if msg[0] == "ready":
-                            w.state, w.pid = "idle", msg[1]
-                        elif msg[0] == "fatal":
-                            self._kill(w)
-                            raise WorkerStartError(f"math-verify worker cannot start:\n{msg[1]}")
-                        elif msg[1] != call_id:
-                            continue  # stale answer of an interrupted earlier call
-                        elif msg[0] == "res":
-                            _, _, i, score, status = msg
-                            if w.state != "busy" or w.pos >= len(w.chunk) or w.chunk[w.pos] != i:
-                                raise OSError(f"unexpected answer for task {i}")
-                            finish(i, float(score), status)
-                            w.pos += 1
-                            w.since = now
-                            if w.pos == len(w.chunk):  # the worker is back in recv()
-                                w.state, w.chunk, w.pos = "idle", [], 0
-                except (EOFError, OSError) as exc:
-                    if w.state == "starting":
-                        failed_start(w, f"exited with {w.proc.poll()}")
-                    elif w.state == "busy":
-                        logger.warning(
-                            "math-verify worker %s died (%s); replacing it", w.proc.pid, exc
-                        )
-                        lost(w, timed_out=False)
-                    else:
-                        restarts += 1
-                        self._replace(w)
-            # 4. enforce deadlines
-            now = time.monotonic()
-            for w in list(self._workers):
-                if w.state == "busy" and now >= w.since + timeout_s:
-                    logger.warning(
-                        "math-verify sample over its %.1fs deadline; killing worker %s",
-                        timeout_s,
-                        w.proc.pid,
-                    )
-                    lost(w, timed_out=True)
-                elif w.state == "starting" and now >= w.started + self.start_timeout_s:
-                    failed_start(w, f"no answer within {self.start_timeout_s:.0f}s")
-        return PoolResult([float(s) for s in scores], statuses, restarts)  # type: ignore[arg-type]
+        due = min(
+            w.since + call.timeout_s if w.state == "busy" else w.started + self.start_timeout_s
+            for w in active
+        )
+        ready = wait([w.conn for w in active], timeout=max(0.0, due - time.monotonic()))
+        return [w for w in active if w.conn in ready]
+
+    def _read(self, w: _Worker, call: _Call) -> None:
+        """Handle every message ``w`` has sent; a broken connection means it died."""
+        try:
+            while w.conn.poll():
+                self._handle(w, w.conn.recv(), call)
+        except (EOFError, OSError) as exc:
+            if w.state == "starting":
+                self._failed_start(w, call, f"exited with {w.proc.poll()}")
+            elif w.state == "busy":
+                logger.warning("math-verify worker %s died (%s); replacing it", w.proc.pid, exc)
+                self._lost(w, call, timed_out=False)
+            else:
+                call.restarts += 1
+                self._replace(w)
+
+    def _handle(self, w: _Worker, msg: tuple, call: _Call) -> None:
+        """One message: ready, fatal (cannot start), or one sample's result."""
+        if msg[0] == "ready":
+            w.state, w.pid = "idle", msg[1]
+        elif msg[0] == "fatal":
+            self._kill(w)
+            raise WorkerStartError(f"math-verify worker cannot start:\n{msg[1]}")
+        elif msg[1] != call.id:
+            return  # stale answer of an interrupted earlier call
+        elif msg[0] == "res":
+            _, _, i, score, status = msg
+            if w.state != "busy" or w.pos >= len(w.chunk) or w.chunk[w.pos] != i:
+                raise OSError(f"unexpected answer for task {i}")
+            call.finish(i, float(score), status)
+            w.pos += 1
+            w.since = time.monotonic()
+            if w.pos == len(w.chunk):  # the worker is back in recv()
+                w.state, w.chunk, w.pos = "idle", [], 0
+
+    def _enforce_deadlines(self, call: _Call) -> None:
+        """Kill a worker whose sample is over its deadline; give up on one that will not start."""
+        now = time.monotonic()
+        for w in list(self._workers):
+            if w.state == "busy" and now >= w.since + call.timeout_s:
+                logger.warning(
+                    "math-verify sample over its %.1fs deadline; killing worker %s",
+                    call.timeout_s,
+                    w.proc.pid,
+                )
+                self._lost(w, call, timed_out=True)
+            elif w.state == "starting" and now >= w.started + self.start_timeout_s:
+                self._failed_start(w, call, f"no answer within {self.start_timeout_s:.0f}s")
+
+    def _lost(self, w: _Worker, call: _Call, timed_out: bool) -> None:
+        """A busy worker was killed at the deadline or died: settle its in-flight sample.
+
+        A timed-out sample scores 0; a crashed one is retried once (it may not be its fault),
+        then scores 0 as an error. The rest of the chunk goes back to the queue.
+        """
+        call.restarts += 1
+        i, rest = w.chunk[w.pos], w.chunk[w.pos + 1 :]
+        if rest:
+            call.queue.appendleft(rest)
+        if timed_out:
+            call.finish(i, 0.0, "timeout")
+        else:
+            call.crashes[i] += 1
+            if call.crashes[i] > _RETRIES_AFTER_CRASH:
+                call.finish(i, 0.0, "error")
+            else:
+                call.queue.appendleft([i])
+        self._replace(w)
+
+    def _failed_start(self, w: _Worker, call: _Call, why: str) -> None:
+        """Replace a worker that did not start; too many failures is a setup problem."""
+        call.start_failures += 1
+        if call.start_failures > 3 * self.num_workers:
+            raise WorkerStartError(
+                f"math-verify worker processes keep failing to start ({why}); see their stderr above"
+            )
+        self._replace(w)
 
 
 # --------------------------------------------------------------------------- shared pools

@@ -28,10 +28,11 @@ hard kill: for debugging and tiny inputs; from another thread it uses a 1-proces
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
-from typing import Literal
+from typing import Any, Literal
 
 from logics_rl.config.schema import RewardConfig
 from logics_rl.rewards import _verify_worker as worker
@@ -40,6 +41,10 @@ from logics_rl.rewards.pool import PoolResult, get_pool
 
 logger = logging.getLogger(__name__)
 COUNTERS = ("timeout", "error", "no_gold", "worker_restart")
+# The pool settings live in RewardConfig: build_reward passes the configured ones (from_config
+# below); a direct call gets the schema's defaults, read here and nowhere else.
+POOL_SETTINGS = ("num_workers", "timeout_s")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RewardConfig) if f.name in POOL_SETTINGS}
 
 
 def _in_process(tasks: list[tuple], opts: dict, deadline_s: float | None) -> PoolResult:
@@ -55,23 +60,62 @@ def _in_process(tasks: list[tuple], opts: dict, deadline_s: float | None) -> Poo
     return PoolResult([s for s, _ in results], [st for _, st in results])
 
 
+def _dedupe(batch: RewardInput) -> tuple[list[tuple[Any, str]], list[int]]:
+    """Unique ``(gold_candidates, prediction)`` tasks and each sample's task index.
+
+    A group often repeats short answers, and the gold repeats across the group: each distinct
+    task is scored once.
+    """
+    index: dict[tuple[Any, str], int] = {}
+    which = []
+    for gold, pred in zip(batch.ground_truths, batch.responses):
+        try:
+            golds = worker.gold_candidates(gold)
+        except Exception:  # a gold whose str() fails: counted as no_gold
+            golds = None
+        which.append(index.setdefault((golds, pred if isinstance(pred, str) else ""), len(index)))
+    return list(index), which
+
+
+def _score(
+    tasks: list[tuple[Any, str]],
+    opts: dict,
+    workers: int,
+    deadline: float,
+    chunk_size: int,
+    soft_deadline: bool,
+) -> PoolResult:
+    """Score in-process when asked and possible (main thread), else in the shared pool."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    if workers == 0 and main_thread and hasattr(signal, "setitimer"):
+        return _in_process(tasks, opts, deadline if soft_deadline else None)
+    if workers == 0:
+        logger.warning(
+            "math_verify: num_workers=0 needs the main thread; scoring in a 1-process pool instead"
+        )
+    return get_pool(max(workers, 1)).score(
+        tasks,
+        opts=opts,
+        timeout_s=deadline,
+        chunk_size=chunk_size,
+        soft_fraction=0.8 if soft_deadline else None,
+    )
+
+
 @REWARDS.register("math_verify")
 def math_verify(
     batch: RewardInput,
     *,
     fallback: Literal["last_number", "latex", "none"] = "last_number",
-    num_workers: int | None = None,  # None: RewardConfig.num_workers; 0: in-process
-    timeout_s: float | None = None,  # hard per-sample deadline; None: RewardConfig.timeout_s
+    num_workers: int = _DEFAULTS["num_workers"],  # 0: in-process
+    timeout_s: float = _DEFAULTS["timeout_s"],  # hard per-sample deadline
     chunk_size: int = 16,  # samples sent to a worker at a time (each keeps its own deadline)
     soft_deadline: bool = True,  # worker-side alarm at 0.8 x timeout_s before the hard kill
     strict: bool = True,  # math-verify strict mode: variables matter, sets != tuples
     float_rounding: int = 6,
     numeric_precision: int = 15,
 ) -> RewardResult:
-    n = len(batch)
-    defaults = RewardConfig()
-    workers = defaults.num_workers if num_workers is None else int(num_workers)
-    deadline = float(defaults.timeout_s if timeout_s is None else timeout_s)
+    workers, deadline = int(num_workers), float(timeout_s)
     if fallback not in worker.FALLBACKS:
         raise ValueError(f"math_verify: fallback={fallback!r} is not one of {worker.FALLBACKS}")
     if workers < 0 or deadline <= 0:
@@ -79,50 +123,23 @@ def math_verify(
             f"math_verify: need num_workers >= 0 and timeout_s > 0, got {workers} and {deadline}"
         )
     counters = {f"math_verify/{c}": 0 for c in COUNTERS}
-    if n == 0:
+    if len(batch) == 0:
         return RewardResult([], {"correct": []}, counters=counters)
-
-    # Deduplicate: a group often repeats short answers, and the gold repeats across the group.
-    keys, index = [], {}
-    for gold, pred in zip(batch.ground_truths, batch.responses):
-        try:
-            golds = worker.gold_candidates(gold)
-        except Exception:  # a gold whose str() fails: counted as no_gold below
-            golds = None
-        key = (golds, pred if isinstance(pred, str) else "")
-        index.setdefault(key, len(index))
-        keys.append(key)
-    tasks = list(index)
+    tasks, which = _dedupe(batch)
     opts = {
         "fallback": fallback,
         "strict": bool(strict),
         "float_rounding": int(float_rounding),
         "numeric_precision": int(numeric_precision),
     }
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    if workers == 0 and main_thread and hasattr(signal, "setitimer"):
-        res = _in_process(tasks, opts, deadline if soft_deadline else None)
-    else:
-        if workers == 0:
-            logger.warning(
-                "math_verify: num_workers=0 needs the main thread; scoring in a 1-process pool instead"
-            )
-        res = get_pool(max(workers, 1)).score(
-            tasks,
-            opts=opts,
-            timeout_s=deadline,
-            chunk_size=chunk_size,
-            soft_fraction=0.8 if soft_deadline else None,
-        )
-
-    correct = [res.scores[index[k]] for k in keys]
-    for k in keys:
-        status = res.statuses[index[k]]
-        if status != "ok":
-            counters[f"math_verify/{status}"] += 1
+    res = _score(tasks, opts, workers, deadline, chunk_size, soft_deadline)
+    for j in which:
+        if res.statuses[j] != "ok":
+            counters[f"math_verify/{res.statuses[j]}"] += 1
     counters["math_verify/worker_restart"] = res.restarts
+    correct = [res.scores[j] for j in which]
     return RewardResult(scores=correct, components={"correct": list(correct)}, counters=counters)
 
 
 math_verify.provides = ("correct",)
+math_verify.from_config = POOL_SETTINGS  # build_reward passes RewardConfig's pool settings

@@ -17,6 +17,7 @@ Either way logits are computed only where a response token is predicted.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -56,50 +57,85 @@ def pack(
     if layout not in ("packed", "padded"):
         raise ValueError(f"unknown layout {layout!r}; use packed or padded")
     B, R = response_ids.shape
-    p_len = prompt_mask.sum(1).tolist()
-    r_len = response_mask.sum(1).tolist()
-    width = max((int(p) + int(r) for p, r in zip(p_len, r_len)), default=0)
-    ids, pos, predict, targets, rows, cols = [], [], [], [], [], []
-    offset = 0
-    for i in range(B):
-        p, r = int(p_len[i]), int(r_len[i])
-        if p < 1:
-            raise ValueError(f"row {i} has an empty prompt; at least one prompt token is needed")
-        if r and not bool(response_mask[i, :r].all()):
-            raise ValueError(f"row {i}: response_mask must mark a prefix of the response")
-        prompt = prompt_ids[i, prompt_mask[i].bool()]
-        ids.append(prompt)
-        ids.append(response_ids[i, :r])
-        pos.append(torch.arange(p + r))
-        predict.append(torch.arange(offset + p - 1, offset + p - 1 + r))
-        targets.append(response_ids[i, :r])
+    p_len = [int(p) for p in prompt_mask.sum(1).tolist()]
+    r_len = [int(r) for r in response_mask.sum(1).tolist()]
+    samples = [
+        _sample(i, prompt_ids, prompt_mask, response_ids, response_mask, p_len[i], r_len[i])
+        for i in range(B)
+    ]
+    width = max((p + r for p, r in zip(p_len, r_len)), default=0)
+    if layout == "packed":
+        starts = list(itertools.accumulate((p + r for p, r in zip(p_len, r_len)), initial=0))
+        tensors = _packed(samples)
+    else:
+        starts = [i * width for i in range(B)]
+        tensors = _padded(samples, width, prompt_ids.dtype)
+    return Packed(
+        **tensors,
+        **_targets(samples, p_len, starts),
+        shape=(B, R),
+        num_tokens=sum(p_len) + sum(r_len),
+    )
+
+
+def _sample(
+    i: int,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    response_ids: torch.Tensor,
+    response_mask: torch.Tensor,
+    p: int,
+    r: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row ``i``'s valid prompt tokens [p] and response tokens [r], checked."""
+    if p < 1:
+        raise ValueError(f"row {i} has an empty prompt; at least one prompt token is needed")
+    if r and not bool(response_mask[i, :r].all()):
+        raise ValueError(f"row {i}: response_mask must mark a prefix of the response")
+    return prompt_ids[i, prompt_mask[i].bool()], response_ids[i, :r]
+
+
+def _targets(
+    samples: list[tuple[torch.Tensor, torch.Tensor]], p_len: list[int], starts: list[int]
+) -> dict[str, torch.Tensor]:
+    """Per response token: the flat position predicting it, its row and column in [B, R]."""
+    predict, rows, cols = [], [], []
+    for i, ((_, response), p, start) in enumerate(zip(samples, p_len, starts)):
+        r = len(response)
+        predict.append(torch.arange(start + p - 1, start + p - 1 + r))
         rows.append(torch.full((r,), i, dtype=torch.long))
         cols.append(torch.arange(r))
-        offset += width if layout == "padded" else p + r
-    common = dict(
+    return dict(
         predict_pos=torch.cat(predict),
-        targets=torch.cat(targets),
+        targets=torch.cat([response for _, response in samples]),
         rows=torch.cat(rows),
         cols=torch.cat(cols),
-        shape=(B, R),
-        num_tokens=int(sum(p_len) + sum(r_len)),
     )
-    if layout == "packed":
-        return Packed(
-            input_ids=torch.cat(ids).unsqueeze(0),
-            position_ids=torch.cat(pos).unsqueeze(0),
-            **common,
-        )
-    input_ids = torch.zeros(B, width, dtype=prompt_ids.dtype)
-    attention_mask = torch.zeros(B, width, dtype=torch.long)
-    position_ids = torch.zeros(B, width, dtype=torch.long)
-    for i in range(B):
-        row = torch.cat(ids[2 * i : 2 * i + 2])
-        input_ids[i, : len(row)] = row
-        attention_mask[i, : len(row)] = 1
-        position_ids[i, : len(row)] = pos[i]
-    return Packed(
-        input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask, **common
+
+
+def _packed(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Every sample after the other in one [1, N] row; positions restart at 0 per sample."""
+    return dict(
+        input_ids=torch.cat([t for sample in samples for t in sample]).unsqueeze(0),
+        position_ids=torch.cat([torch.arange(len(p) + len(r)) for p, r in samples]).unsqueeze(0),
+    )
+
+
+def _padded(
+    samples: list[tuple[torch.Tensor, torch.Tensor]], width: int, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    """Each sample at the left of its own row of a [B, L] batch, right-padded, with a mask."""
+    B = len(samples)
+    input_ids_BL = torch.zeros(B, width, dtype=dtype)
+    attention_mask_BL = torch.zeros(B, width, dtype=torch.long)
+    position_ids_BL = torch.zeros(B, width, dtype=torch.long)
+    for i, sample in enumerate(samples):
+        row = torch.cat(sample)
+        input_ids_BL[i, : len(row)] = row
+        attention_mask_BL[i, : len(row)] = 1
+        position_ids_BL[i, : len(row)] = torch.arange(len(row))
+    return dict(
+        input_ids=input_ids_BL, position_ids=position_ids_BL, attention_mask=attention_mask_BL
     )
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from logics_rl.filters import FilterDecision, Group, length, repetition, truncated, zero_variance
+from logics_rl.filters import (
+    FilterDecision,
+    Group,
+    decide,
+    length,
+    repetition,
+    truncated,
+    zero_variance,
+)
 
 
 def group(correct, truncated_=None, lengths=None, responses=None, **components):
@@ -74,3 +82,19 @@ def test_length_bounds():
     assert length(g, min_length=1000) == FilterDecision(False, "all_out_of_bounds")
     with pytest.raises(ValueError, match="max_length"):
         length(g, min_length=10, max_length=5)
+
+
+def test_decide_keeps_masks_removes_or_drops():
+    assert decide([False, False], "drop", "odd") == FilterDecision(True)
+    assert decide([False, False], "mask", "odd") == FilterDecision(True)
+    assert decide([True, False], "mask", "odd") == FilterDecision(
+        True, mask_samples=[True, False], sample_reason="odd"
+    )
+    assert decide([True, True], "mask", "odd") == FilterDecision(
+        True, mask_samples=[True, True], sample_reason="odd"
+    )  # masking never drops the group
+    assert decide([True, False], "drop", "odd") == FilterDecision(
+        True, keep_samples=[False, True], sample_reason="odd"
+    )
+    assert decide([True, True], "drop", "odd") == FilterDecision(False, "all_odd")
+    assert decide([True], "drop", "odd", group_reason="gone") == FilterDecision(False, "gone")

@@ -143,3 +143,14 @@ def test_a_bad_decision_names_the_filter():
 
     with pytest.raises(ValueError, match="filter '_test_bad' dropped a group without a reason"):
         build_filters([FilterTermConfig("_test_bad")]).apply([group([1.0, 0.0])])
+
+
+def test_mappings_become_filter_term_configs_with_schema_defaults():
+    chain = build_filters([{"params": {"metric": "score"}}])  # name: the schema's default
+    assert [t.name for t in chain.terms] == [FilterTermConfig().name]
+    with pytest.raises(
+        ValueError, match=r"filter 0: unknown key 'parms' \(did you mean 'params'\?\)"
+    ):
+        build_filters([{"name": "truncated", "parms": {"mode": "mask"}}])
+    with pytest.raises(TypeError, match="filter 0 must be a FilterTermConfig or a mapping"):
+        build_filters(["truncated"])

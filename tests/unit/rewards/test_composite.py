@@ -166,3 +166,47 @@ def test_same_component_twice_is_prefixed_and_labels_are_unique():
     assert [t.label for t in reward.terms] == ["format", "format_2"]
     res = reward(RewardInput.build([r"\boxed{1}\boxed{2}"]))
     assert res.components == {"format": [0.0], "format_2/format": [1.0]}
+
+
+def test_pool_settings_go_only_to_terms_that_ask_for_them():
+    @REWARDS.register("_test_has_timeout", overwrite=True)
+    def has_timeout(b: RewardInput, *, timeout_s: float = 99.0) -> list[float]:
+        return [timeout_s] * len(b)
+
+    @REWARDS.register("_test_asks", overwrite=True)
+    def asks(b: RewardInput, *, timeout_s: float = 99.0) -> list[float]:
+        return [timeout_s] * len(b)
+
+    asks.from_config = ("timeout_s",)
+    cfg = RewardConfig(
+        terms=[
+            RewardTermConfig("_test_has_timeout"),  # a parameter of that name is not enough
+            RewardTermConfig("_test_asks"),
+            RewardTermConfig("_test_asks", params={"timeout_s": 1.0}),  # its params win
+        ],
+        timeout_s=3.0,
+    )
+    assert [t.params for t in build_reward(cfg).terms] == [
+        {},
+        {"timeout_s": 3.0},
+        {"timeout_s": 1.0},
+    ]
+    asks.from_config = ("timeout",)
+    with pytest.raises(TypeError, match=r"reward term 1 \('_test_asks'\): from_config names"):
+        build_reward(cfg)
+
+
+def test_mappings_become_reward_configs_with_schema_defaults():
+    reward = build_reward({"terms": [{"name": "format"}], "num_workers": 1})
+    assert reward.terms[0].weight == RewardTermConfig().weight
+    mv = build_reward({"terms": [{"name": "math_verify"}]}).terms[0]
+    assert mv.params == {
+        "num_workers": RewardConfig().num_workers,
+        "timeout_s": RewardConfig().timeout_s,
+    }
+    with pytest.raises(
+        ValueError, match=r"reward term 0: unknown key 'wieght' \(did you mean 'weight'\?\)"
+    ):
+        build_reward({"terms": [{"name": "format", "wieght": 2.0}]})
+    with pytest.raises(ValueError, match=r"reward: unknown key 'timeout'"):
+        build_reward({"terms": [{"name": "format"}], "timeout": 3.0})

@@ -1,4 +1,5 @@
-"""Importing the reward / filter plugin kit must not load torch, Ray, vLLM or Megatron."""
+"""Importing the reward / filter plugin kit (and the registry plumbing they share) must not load
+torch, Ray, vLLM or Megatron."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ HEAVY = ("torch", "ray", "vllm", "megatron", "sympy", "math_verify")  # sympy: w
 
 def test_plugin_kit_imports_nothing_heavy():
     code = (
-        "import sys, logics_rl.rewards, logics_rl.filters, logics_rl.testing\n"
+        "import sys, logics_rl.registry, logics_rl.rewards, logics_rl.filters, logics_rl.testing\n"
         "from logics_rl.rewards import REWARDS\n"
         "from logics_rl.filters import FILTERS\n"
         "REWARDS.names(); FILTERS.names()\n"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import pytest
 
+from logics_rl.config.schema import RewardConfig
 from logics_rl.rewards import RewardInput, math_verify
 from logics_rl.rewards._verify_worker import gold_candidates, tex_single_token_args
 
@@ -158,3 +160,10 @@ def test_bad_params_are_errors():
         score(["1"], ["1"], fallback="first")
     with pytest.raises(ValueError, match="timeout_s"):
         score(["1"], ["1"], timeout_s=0)
+
+
+def test_pool_settings_default_to_the_schema_and_come_from_the_config():
+    params = inspect.signature(math_verify).parameters
+    assert params["num_workers"].default == RewardConfig().num_workers
+    assert params["timeout_s"].default == RewardConfig().timeout_s
+    assert math_verify.from_config == ("num_workers", "timeout_s")  # build_reward passes them
