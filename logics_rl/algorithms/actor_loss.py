@@ -77,7 +77,9 @@ def actor_loss(
     pl = cfg.policy_loss
     mask_BT = inp.mask_BT
     policy_loss = POLICY_LOSSES.get(pl.name)
-    out = policy_loss(PolicyLossInput(inp.logp_BT, inp.old_logp_BT, inp.advantages_BT, mask_BT), pl)
+    out = policy_loss(
+        PolicyLossInput(inp.logp_BT, inp.old_logp_BT, inp.advantages_BT, mask_BT), **pl.params
+    )
     pg_BT, metrics = out.loss_BT, dict(out.metrics)
 
     if pl.tis_cap is not None:

@@ -24,16 +24,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from logics_rl.algorithms.masked import as_float_mask, zero_outside
+from logics_rl.config.schema import LossAggMode
 
-LOSS_AGG_MODES = (
-    "token-mean",
-    "seq-mean-token-mean",
-    "seq-mean-token-sum",
-    "seq-mean-token-sum-norm",
-)
+LOSS_AGG_MODES = tuple(LossAggMode.values())
 
 
 @dataclass(frozen=True)
@@ -56,16 +53,17 @@ class GlobalNorm:
             raise ValueError(f"GlobalNorm.norm_const must be > 0, got {self.norm_const}")
 
 
-def global_norm_of(mask_BT: Tensor, norm_const: float = 1.0) -> GlobalNorm:
-    """The ``GlobalNorm`` of a whole mini-batch mask [B, T] held in one place.
-
-    Data-parallel callers compute the two counts on their shard and all-reduce (sum) them.
-    """
+def norm_counts(mask_BT: Tensor) -> Tensor:
+    """[valid tokens, sequences with a valid token] of a mask [B, T], as float64 [2]: what
+    data-parallel callers count on their shard and sum over the ranks."""
     valid_BT = mask_BT.bool()
+    return torch.tensor([valid_BT.sum(), valid_BT.any(dim=-1).sum()], dtype=torch.float64)
+
+
+def global_norm_of(counts: Tensor, norm_const: float = 1.0) -> GlobalNorm:
+    """The ``GlobalNorm`` from summed ``norm_counts``."""
     return GlobalNorm(
-        num_tokens=int(valid_BT.sum()),
-        num_seqs=int(valid_BT.any(dim=-1).sum()),
-        norm_const=float(norm_const),
+        num_tokens=int(counts[0]), num_seqs=int(counts[1]), norm_const=float(norm_const)
     )
 
 

@@ -26,8 +26,9 @@ import torch
 from torch import Tensor
 
 from logics_rl.algorithms.masked import as_float_mask, masked_mean, zero_outside
+from logics_rl.config.schema import KLEstimator
 
-KL_ESTIMATORS = ("k1", "k2", "k3")
+KL_ESTIMATORS = tuple(KLEstimator.values())
 
 
 def kl_estimate(logp_BT: Tensor, ref_logp_BT: Tensor, kind: str) -> Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+from enum import Enum
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -21,13 +22,12 @@ from omegaconf.errors import (
     ValidationError,
 )
 
-from logics_rl.config.schema import Config
+from logics_rl.config.schema import BehaviourLogProb, Choice, Config, Mode, data_parallel_size
+from logics_rl.errors import LogicsRLError
 from logics_rl.registry import nearest
 
-QUICKSTART = os.path.join(os.path.dirname(__file__), "..", "recipes", "quickstart.yaml")
 
-
-class ConfigError(ValueError):
+class ConfigError(LogicsRLError, ValueError):
     """A recipe or override that does not fit the schema."""
 
 
@@ -48,10 +48,15 @@ def _dataclass_at(path: list[str]) -> type | None:
     return cls if dataclasses.is_dataclass(cls) else None
 
 
-def _unknown_key_message(full_key: str) -> str:
-    parts = [
+def _key_path(full_key: str) -> list[str]:
+    """``a.b[1].c`` -> ``[a, b, c]``: the schema fields along a key (list indices dropped)."""
+    return [
         p for p in full_key.replace("[", ".").replace("]", "").split(".") if p and not p.isdigit()
     ]
+
+
+def _unknown_key_message(full_key: str) -> str:
+    parts = _key_path(full_key)
     parent, key = parts[:-1], parts[-1] if parts else full_key
     cls = _dataclass_at(parent)
     valid = [f.name for f in dataclasses.fields(cls)] if cls else []
@@ -65,11 +70,30 @@ def _unknown_key_message(full_key: str) -> str:
     return msg
 
 
+def _choices_message(full_key: str, value: Any) -> str | None:
+    """For a ``Choice`` field: the valid values (not OmegaConf's member names) and a hint."""
+    parts = _key_path(full_key)
+    cls = _dataclass_at(parts[:-1])
+    if cls is None or not parts:
+        return None
+    hint = typing.get_type_hints(cls).get(parts[-1])
+    args = typing.get_args(hint) or (hint,)  # list[Logger] -> Logger
+    enum = next((a for a in args if isinstance(a, type) and issubclass(a, Choice)), None)
+    if enum is None:
+        return None
+    msg = f"wrong value for '{full_key}': {value!r}; choose one of {', '.join(enum.values())}"
+    near = nearest(str(value), enum.values())
+    return msg + (f" (did you mean '{near}'?)" if near else "")
+
+
 def _translate(exc: OmegaConfBaseException, source: str) -> ConfigError:
     full_key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
     if isinstance(exc, ConfigKeyError | ConfigAttributeError) and "not in" in str(exc):
         return ConfigError(f"{source}: {_unknown_key_message(str(full_key))}")
     if isinstance(exc, ValidationError):
+        choice = _choices_message(str(full_key), getattr(exc, "value", None))
+        if choice:
+            return ConfigError(f"{source}: {choice}")
         first = str(exc).splitlines()[0]
         return ConfigError(f"{source}: wrong value for '{full_key}': {first}")
     return ConfigError(f"{source}: {str(exc).splitlines()[0]} (key '{full_key}')")
@@ -116,75 +140,94 @@ def _check(cond: bool, msg: str) -> None:
 
 
 def validate(cfg: Config) -> None:
-    """Checks that need more than types: enumerations, ranges, divisibility."""
-    _check(cfg.mode in ("rl", "sft", "sft_rl"), f"mode must be rl, sft or sft_rl, got {cfg.mode!r}")
+    """Checks that need more than types (choices are enums, checked by the schema): ranges,
+    divisibility, combinations."""
+    t, alg = cfg.trainer, cfg.algorithm
     _check(cfg.rollout.n >= 1, f"rollout.n must be >= 1, got {cfg.rollout.n}")
+    _check(t.prompts_per_step >= 1, "trainer.prompts_per_step must be >= 1")
     _check(
-        cfg.rollout.engine.engine in ("vllm", "hf"),
-        f"rollout.engine.engine must be vllm or hf, got {cfg.rollout.engine.engine!r}",
+        t.resume in ("auto", "never") or os.path.isdir(t.resume),
+        f"trainer.resume must be auto, never or an existing checkpoint directory, got {t.resume!r}",
     )
-    _check(cfg.actor.backend == "fsdp", f"actor.backend must be fsdp, got {cfg.actor.backend!r}")
-    _check(cfg.trainer.prompts_per_step >= 1, "trainer.prompts_per_step must be >= 1")
-    _check(
-        cfg.trainer.dynamic_sampling.on_cap in ("train", "stop"),
-        f"trainer.dynamic_sampling.on_cap must be train or stop, got {cfg.trainer.dynamic_sampling.on_cap!r}",
-    )
-    _check(
-        cfg.trainer.resume in ("auto", "never") or os.path.isdir(cfg.trainer.resume),
-        f"trainer.resume must be auto, never or an existing checkpoint directory, got {cfg.trainer.resume!r}",
-    )
-    agg = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
-    mode = cfg.algorithm.policy_loss.loss_agg_mode
-    _check(mode in agg, f"algorithm.policy_loss.loss_agg_mode must be one of {agg}, got {mode!r}")
-    _check(
-        cfg.algorithm.kl.estimator in ("k1", "k2", "k3"),
-        f"algorithm.kl.estimator must be k1, k2 or k3, got {cfg.algorithm.kl.estimator!r}",
-    )
-    alg, eng = cfg.algorithm, cfg.rollout.engine
-    _check(
-        alg.old_log_prob in ("recompute", "rollout"),
-        f"algorithm.old_log_prob must be recompute or rollout, got {alg.old_log_prob!r}",
-    )
-    if alg.old_log_prob == "rollout":
-        _check(
-            eng.top_p == 1.0 and eng.top_k in (-1, 0),
-            "algorithm.old_log_prob=rollout needs full-softmax sampling (rollout.engine.top_p 1, "
-            f"top_k -1), got top_p {eng.top_p}, top_k {eng.top_k}: the rollout log-probs are "
-            "renormalised over the kept tokens",
-        )
-        _check(
-            alg.policy_loss.tis_cap is None,
-            "algorithm.policy_loss.tis_cap corrects train / rollout mismatch, which "
-            "algorithm.old_log_prob=rollout does not measure; use recompute or drop tis_cap",
-        )
-    for name in cfg.trainer.loggers:
-        _check(
-            name in ("console", "jsonl", "tensorboard", "wandb"),
-            f"trainer.loggers: unknown logger {name!r}",
-        )
-    world = cfg.cluster.nnodes * cfg.cluster.procs_per_node
-    batch = cfg.trainer.prompts_per_step * cfg.rollout.n
-    _check(
-        batch % (world * cfg.trainer.mini_batches_per_step) == 0,
-        f"the train batch (trainer.prompts_per_step x rollout.n = {batch}) must divide into "
-        f"{cfg.trainer.mini_batches_per_step} mini-batches on each of {world} data-parallel ranks",
-    )
-    _check(
-        cfg.trainer.prompts_per_step % world == 0,
-        f"trainer.prompts_per_step ({cfg.trainer.prompts_per_step}) must be a multiple of the "
-        f"number of ranks ({world})",
-    )
-    if cfg.mode in ("rl", "sft_rl"):
+    if alg.old_log_prob == BehaviourLogProb.rollout:
+        _check_rollout_logprobs(cfg)
+    _check_parallel(cfg)
+    if cfg.mode in (Mode.rl, Mode.sft_rl):
         _check(
             bool(cfg.data.train_files) or cfg.data.synthetic.task is not None,
             "data.train_files is empty and no data.synthetic.task is set",
         )
-    if cfg.mode in ("sft", "sft_rl"):
+    if cfg.mode in (Mode.sft, Mode.sft_rl):
         _check(
             bool(cfg.sft.train_files) or cfg.data.synthetic.task is not None,
             "sft.train_files is empty and no data.synthetic.task is set",
         )
 
 
+def _check_rollout_logprobs(cfg: Config) -> None:
+    s = cfg.rollout.sampling
+    _check(
+        s.top_p == 1.0 and s.top_k in (-1, 0),
+        "algorithm.old_log_prob=rollout needs full-softmax sampling (rollout.sampling.top_p 1, "
+        f"top_k -1), got top_p {s.top_p}, top_k {s.top_k}: the rollout log-probs are "
+        "renormalised over the kept tokens",
+    )
+    _check(
+        cfg.algorithm.policy_loss.tis_cap is None,
+        "algorithm.policy_loss.tis_cap corrects train / rollout mismatch, which "
+        "algorithm.old_log_prob=rollout does not measure; use recompute or drop tis_cap",
+    )
+
+
+def _check_parallel(cfg: Config) -> None:
+    """The data-parallel size is derived once here; batches must divide over it."""
+    p, world, t = cfg.actor.parallel, cfg.cluster.world_size, cfg.trainer
+    _check(
+        min(p.tensor, p.pipeline, p.context, p.expert) >= 1,
+        f"actor.parallel sizes must be >= 1, got {p}",
+    )
+    _check(
+        cfg.actor.engine != "fsdp" or p.model_parallel * p.expert == 1,
+        "actor.engine=fsdp shards over data-parallel ranks only: actor.parallel sizes must be 1",
+    )
+    _check(
+        world % p.model_parallel == 0,
+        f"cluster.nnodes x cluster.procs_per_node ({world}) must be a multiple of "
+        f"tensor x pipeline x context parallel ({p.model_parallel})",
+    )
+    dp = data_parallel_size(cfg)
+    batch = t.prompts_per_step * cfg.rollout.n
+    _check(
+        batch % (dp * t.mini_batches_per_step) == 0,
+        f"the train batch (trainer.prompts_per_step x rollout.n = {batch}) must divide into "
+        f"{t.mini_batches_per_step} mini-batches on each of {dp} data-parallel ranks",
+    )
+    _check(
+        t.prompts_per_step % dp == 0,
+        f"trainer.prompts_per_step ({t.prompts_per_step}) must be a multiple of the "
+        f"data-parallel size ({dp})",
+    )
+    if cfg.mode in (Mode.sft, Mode.sft_rl):
+        _check(
+            cfg.sft.batch_size % dp == 0,
+            f"sft.batch_size ({cfg.sft.batch_size}) must be a multiple of the data-parallel "
+            f"size ({dp})",
+        )
+
+
+def to_plain(cfg: Any) -> Any:
+    """A config (or part of one) as plain dicts, lists and values (enums as their values)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: to_plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, list | tuple):
+        return [to_plain(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: to_plain(v) for k, v in cfg.items()}
+    if isinstance(cfg, Enum):
+        return cfg.value
+    return cfg
+
+
 def to_yaml(cfg: Config) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    """The resolved config as YAML, choices written as their values (loadable again)."""
+    return OmegaConf.to_yaml(OmegaConf.create(to_plain(cfg)))

@@ -1,13 +1,100 @@
 """The typed config schema: every setting and its default lives here and only here.
 
 Dataclasses, used as OmegaConf structured configs. Pure Python (no torch): the rewards and
-filters plugin kit reads its config types from here.
+filters plugin kit, the algorithms and the loader read their types and choices from here.
+
+Choices are ``Choice`` enums: OmegaConf rejects any other value with the list of valid ones, and
+code compares them with plain strings (``cfg.mode == "rl"``). Settings of one plugin (a reward, a
+filter, a policy loss, an advantage estimator) live in its ``params``, checked against the
+plugin's signature when the run is built, so a third-party plugin can have settings too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
+
+
+class Choice(str, Enum):
+    """A closed set of string values; a member equals (and prints as) its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [m.value for m in cls]
+
+
+class Mode(Choice):
+    """The stages a run executes, in order (``logics_rl.trainer.stages``)."""
+
+    rl = "rl"
+    sft = "sft"
+    sft_rl = "sft_rl"  # stage one SFT, then RL from its weights
+
+
+class LossAggMode(Choice):
+    """How a per-token loss is reduced (``logics_rl.algorithms.aggregation``)."""
+
+    token_mean = "token-mean"
+    seq_mean_token_mean = "seq-mean-token-mean"
+    seq_mean_token_sum = "seq-mean-token-sum"
+    seq_mean_token_sum_norm = "seq-mean-token-sum-norm"
+
+
+class KLEstimator(Choice):
+    k1 = "k1"
+    k2 = "k2"
+    k3 = "k3"
+
+
+class BehaviourLogProb(Choice):
+    """Where the behaviour policy's log-probs come from when they are needed."""
+
+    recompute = "recompute"  # a train-engine forward before the update
+    rollout = "rollout"  # the rollout engine's log-probs of the sampled tokens
+
+
+class TrainEngineKind(Choice):
+    fsdp = "fsdp"
+
+
+class RolloutEngineKind(Choice):
+    vllm = "vllm"
+    hf = "hf"  # transformers generate: slow, deterministic
+
+
+class DType(Choice):
+    auto = "auto"  # bfloat16 on GPU, float32 on CPU
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Attention(Choice):
+    auto = "auto"  # flash_attention_2 on GPU when installed, else sdpa
+    sdpa = "sdpa"
+    eager = "eager"
+    flash_attention_2 = "flash_attention_2"
+
+
+class LRSchedule(Choice):
+    constant = "constant"
+    cosine = "cosine"
+
+
+class OnCap(Choice):
+    train = "train"  # on what was kept, with a warning
+    stop = "stop"  # raise
+
+
+class Logger(Choice):
+    console = "console"
+    jsonl = "jsonl"
+    tensorboard = "tensorboard"
+    wandb = "wandb"
 
 
 # --------------------------------------------------------------------------- algorithm
@@ -16,37 +103,28 @@ class AdvantageConfig:
     """Advantage estimation (``logics_rl.algorithms.advantages``)."""
 
     estimator: str = "grpo"  # registry name, import path or entry point
-    norm_by_std: bool = True  # GRPO divides by the group std; False gives Dr.GRPO
-    epsilon: float = 1e-6  # added to the std before dividing
-    gamma: float = 1.0  # discount (REINFORCE++ returns, GAE)
-    lam: float = 1.0  # GAE lambda
+    # keyword settings of the estimator, e.g. {norm_by_std: false} for Dr.GRPO
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class PolicyLossConfig:
     """Policy loss (``logics_rl.algorithms.policy_losses``) and how it is aggregated."""
 
-    name: str = "ppo_clip"
-    clip_low: float = 0.2  # epsilon_low
-    clip_high: float = 0.2  # epsilon_high; DAPO clip-higher uses 0.28
-    dual_clip_c: float | None = 3.0  # dual-clip bound for negative advantages; None disables
-    log_ratio_clamp: float = 20.0  # |log pi/pi_old| clamp before exp, for stability
-    gspo_clip_low: float = 3e-4  # GSPO sequence-ratio clip range (arXiv 2507.18071)
-    gspo_clip_high: float = 4e-4
-    cispo_clip_high: float = 0.28  # CISPO upper bound of the IS weight: 1 + this (MiniMax-M1)
+    name: str = "ppo_clip"  # registry name, import path or entry point
+    # keyword settings of the loss, e.g. {clip_high: 0.28} for DAPO's clip-higher
+    params: dict[str, Any] = field(default_factory=dict)
     tis_cap: float | None = None  # truncated importance sampling cap C vs rollout log-probs
-    loss_agg_mode: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum
-    # | seq-mean-token-sum-norm
-    loss_norm_const: float | None = (
-        None  # constant of seq-mean-token-sum-norm; None: max response length
-    )
+    loss_agg_mode: LossAggMode = LossAggMode.token_mean
+    # constant of seq-mean-token-sum-norm; None: the max response length
+    loss_norm_const: float | None = None
 
 
 @dataclass
 class KLConfig:
     """KL to the reference policy, as a loss term and/or as a reward penalty."""
 
-    estimator: str = "k3"  # k1 | k2 | k3
+    estimator: KLEstimator = KLEstimator.k3
     loss_coef: float = 0.0  # > 0 adds beta * KL to the loss (GRPO: 0.04)
     reward_coef: float = 0.0  # > 0 subtracts coef * KL from token rewards
     adaptive: bool = False  # adaptive reward coefficient (Ziegler et al. 2019)
@@ -64,8 +142,9 @@ class AlgorithmConfig:
     # mini-batches or epochs per step, KL reward): "recompute" runs a train-engine forward before
     # the update; "rollout" takes the rollout engine's log-probs of the sampled tokens and skips
     # that forward (needs full-softmax sampling: top_p 1, top_k off; train / rollout mismatch is
-    # then not measured and TIS has nothing to correct).
-    old_log_prob: str = "recompute"
+    # then not measured and TIS has nothing to correct). With one update per step and no KL
+    # reward the update is on-policy and needs neither.
+    old_log_prob: BehaviourLogProb = BehaviourLogProb.recompute
 
 
 # --------------------------------------------------------------------------- rewards, filters
@@ -103,18 +182,35 @@ class OptimConfig:
     eps: float = 1e-8
     weight_decay: float = 0.01
     warmup_steps: int = 0  # optimizer steps of linear warm-up from 0
-    schedule: str = "constant"  # constant | cosine
+    schedule: LRSchedule = LRSchedule.constant
     min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
     grad_clip: float = 1.0  # max global grad norm; <= 0 disables
 
 
 @dataclass
-class TrainEngineConfig:
-    """The training engine (FSDP2 now; Megatron-core behind the same protocol)."""
+class ParallelConfig:
+    """Model-parallel sizes of a train engine; the data-parallel size is what remains of the
+    world (``data_parallel_size``). FSDP2 shards over data-parallel ranks only: all 1."""
 
-    backend: str = "fsdp"
-    dtype: str = "auto"  # auto: bf16 mixed precision on GPU, fp32 on CPU | float32 | bfloat16
-    attn_implementation: str = "auto"  # auto: flash_attention_2 on GPU if installed, else sdpa
+    tensor: int = 1
+    pipeline: int = 1
+    context: int = 1
+    expert: int = 1  # carved out of the data-parallel ranks (does not divide the world)
+
+    @property
+    def model_parallel(self) -> int:
+        """Ranks that hold one copy of the model between them."""
+        return self.tensor * self.pipeline * self.context
+
+
+@dataclass
+class TrainEngineConfig:
+    """A training engine (FSDP2 now; Megatron-core behind the same protocol)."""
+
+    engine: TrainEngineKind = TrainEngineKind.fsdp
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    dtype: DType = DType.auto  # auto: bf16 mixed precision on GPU, fp32 on CPU
+    attn_implementation: Attention = Attention.auto
     max_tokens_per_micro_batch: int = 8192  # packed tokens per forward/backward
     activation_checkpointing: bool = False
     logprob_chunk_size: int = 1024  # tokens per LM-head chunk (bounds float32 logits memory)
@@ -122,21 +218,31 @@ class TrainEngineConfig:
 
 
 @dataclass
-class RolloutEngineConfig:
-    """The rollout engine and its sampling defaults."""
+class SamplingConfig:
+    """How training samples are drawn (``rollout.n`` of them per prompt)."""
 
-    engine: str = "vllm"  # vllm | hf (transformers generate: slow, deterministic)
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = -1  # -1: off
     stop: list[str] = field(default_factory=list)
-    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
+
+
+@dataclass
+class VLLMConfig:
+    """Settings only the vLLM rollout engine reads."""
+
     enforce_eager: bool | None = None  # None: eager on CPU, CUDA graphs on GPU
     kv_cache_gb: float = 1.0  # KV cache per engine on CPU
     gpu_memory_utilization: float = 0.5  # vLLM's share of GPU memory (weights + KV cache)
-    weight_sync_bucket_mb: int = 512  # weights are reloaded bucket by bucket
+
+
+@dataclass
+class WeightSyncConfig:
+    """Train engine -> rollout engine weight sync and the parity probe that checks each sync."""
+
+    bucket_mb: int = 512  # weights are reloaded bucket by bucket
     probe_tol: float | None = None  # max |logp diff| after a sync; None: 1e-3 fp32, 0.1 bf16
-    probe_sequences: int = 4  # sequences of the weight-sync parity probe
+    probe_sequences: int = 4  # sequences of the parity probe
     probe_length: int = 32  # tokens per probe sequence
 
 
@@ -194,14 +300,27 @@ class DataConfig:
 # --------------------------------------------------------------------------- RL
 @dataclass
 class RolloutConfig:
-    """Sampling for training (n per prompt) and validation (k per prompt)."""
+    """The rollout engine and how training samples are drawn from it."""
 
+    engine: RolloutEngineKind = RolloutEngineKind.vllm
     n: int = 8  # samples per prompt (the GRPO group)
     max_response_length: int = 1024
-    engine: RolloutEngineConfig = field(default_factory=RolloutEngineConfig)
-    val_k: int = 4  # samples per validation prompt: avg@k and pass@k
-    val_temperature: float = 1.0
-    val_top_p: float = 1.0
+    dtype: DType = DType.auto  # auto: bfloat16 on GPU, float32 on CPU
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    weight_sync: WeightSyncConfig = field(default_factory=WeightSyncConfig)
+
+
+@dataclass
+class ValidationConfig:
+    """Held-out evaluation of the policy during RL: avg@k and pass@k on ``data.val_files``."""
+
+    k: int = 4  # samples per prompt
+    temperature: float = 1.0
+    top_p: float = 1.0
+    every: int = 0  # RL steps; 0: only at start and end
+    at_start: bool = True
+    at_end: bool = True
 
 
 @dataclass
@@ -209,7 +328,7 @@ class DynamicSamplingConfig:
     """DAPO dynamic sampling: generate more batches until the train batch is full."""
 
     max_gen_batches: int = 1  # generation rounds per step; <= 0 means no limit
-    on_cap: str = "train"  # train (on what was kept, with a warning) | stop (raise)
+    on_cap: OnCap = OnCap.train
 
 
 @dataclass
@@ -224,13 +343,10 @@ class TrainerConfig:
     total_epochs: int = 1
     total_steps: int | None = None  # None: total_epochs over the train set
     dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
-    val_every: int = 0  # steps; 0: only at start and end
-    val_at_start: bool = True
-    val_at_end: bool = True
     save_every: int = 0  # steps; 0: only at the end
     keep_last: int = 2  # checkpoints kept
     resume: str = "auto"  # auto (latest complete checkpoint in run_dir) | never | a checkpoint path
-    loggers: list[str] = field(default_factory=lambda: ["console", "jsonl"])  # + tensorboard, wandb
+    loggers: list[Logger] = field(default_factory=lambda: [Logger.console, Logger.jsonl])
     progress: bool = True
     plot: bool = True  # PNG of reward / accuracy / length / entropy at the end
 
@@ -245,6 +361,10 @@ class ClusterConfig:
     cpus_per_proc: float = 1.0
     use_gpu: bool | None = None  # None: use GPUs when the cluster has them
     call_timeout_s: float = 3600.0  # any single worker call; a hang becomes an error
+
+    @property
+    def world_size(self) -> int:
+        return self.nnodes * self.procs_per_node
 
 
 # --------------------------------------------------------------------------- SFT
@@ -266,10 +386,11 @@ class SFTConfig:
 # --------------------------------------------------------------------------- the whole run
 @dataclass
 class Config:
-    mode: str = "rl"  # rl | sft | sft_rl (stage one SFT, then RL from its weights)
+    mode: Mode = Mode.rl
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     actor: TrainEngineConfig = field(default_factory=TrainEngineConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -277,3 +398,8 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+
+
+def data_parallel_size(cfg: Config) -> int:
+    """Ranks with distinct data: the world divided by the actor's model-parallel size."""
+    return cfg.cluster.world_size // cfg.actor.parallel.model_parallel

@@ -1,7 +1,7 @@
 """Types and helpers shared by the advantage estimators.
 
-An estimator is a plain function ``fn(inp: AdvantageInput, cfg: AdvantageConfig) ->
-AdvantageOutput`` registered in ``ADVANTAGES``. B = sequences, T = response tokens (right padded).
+An estimator is a plain function ``fn(inp: AdvantageInput, **params) -> AdvantageOutput``
+registered in ``ADVANTAGES``; its keyword parameters are its settings. B = sequences, T = response tokens (right padded).
 
 Samples whose mask is all zero (e.g. dropped from the loss by a filter) take no part in any
 statistic: they are not members of their group and get advantage 0.
@@ -25,13 +25,11 @@ class AdvantageInput:
         (see ``place_outcome_rewards``); dense rewards (e.g. a repetition penalty) on their tokens.
     mask_BT: [B, T] float or bool, 1 on response tokens that count.
     group_index_B: int64 [B]; samples with the same id were generated from the same prompt.
-    values_BT: float [B, T] critic values, only for ``gae``.
     """
 
     token_rewards_BT: Tensor
     mask_BT: Tensor
     group_index_B: Tensor
-    values_BT: Tensor | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(self.token_rewards_BT.shape)
@@ -45,16 +43,13 @@ class AdvantageInput:
             raise ValueError(
                 f"group_index_B shape {tuple(self.group_index_B.shape)} != (B,) = {shape[:1]}"
             )
-        if self.values_BT is not None and tuple(self.values_BT.shape) != shape:
-            raise ValueError(f"values_BT shape {tuple(self.values_BT.shape)} != {shape}")
 
 
 @dataclass
 class AdvantageOutput:
-    """advantages_BT: [B, T], zero outside the mask. returns_BT: [B, T] (value targets for GAE)."""
+    """advantages_BT: [B, T], zero outside the mask."""
 
     advantages_BT: Tensor
-    returns_BT: Tensor
 
 
 def place_outcome_rewards(

@@ -1,4 +1,4 @@
-"""Discounted token-level returns, shared by REINFORCE++ and GAE.
+"""Discounted token-level returns, used by REINFORCE++.
 
 Masked positions neither earn reward nor pass return through: a hole in the mask is skipped, as
 in verl's ``compute_gae_advantage_return`` / REINFORCE++ (the running value is carried across).

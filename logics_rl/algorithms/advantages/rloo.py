@@ -8,7 +8,7 @@ from Human Feedback in LLMs", arXiv 2402.14740 (after Kool et al. 2019):
 over the k valid samples of one prompt. The baseline excludes the sample itself, so it stays
 unbiased. R_i is the sum of token rewards; a group with one valid member gets 0.
 
-Shapes: token_rewards_BT, mask_BT [B, T]; group_index_B [B] -> advantages_BT = returns_BT [B, T].
+Shapes: token_rewards_BT, mask_BT [B, T]; group_index_B [B] -> advantages_BT [B, T].
 """
 
 from __future__ import annotations
@@ -24,16 +24,14 @@ from logics_rl.algorithms.advantages.base import (
     valid_rows,
 )
 from logics_rl.algorithms.registries import ADVANTAGES
-from logics_rl.config.schema import AdvantageConfig
 
 
 @ADVANTAGES.register("rloo")
-def rloo(inp: AdvantageInput, cfg: AdvantageConfig) -> AdvantageOutput:
+def rloo(inp: AdvantageInput) -> AdvantageOutput:
     scores_B = sequence_scores(inp.token_rewards_BT, inp.mask_BT)
     valid_B = valid_rows(inp.mask_BT)
     g = group_stats(scores_B, inp.group_index_B, valid_B)
     others_mean_B = (g.sum_B - scores_B) / (g.count_B - 1.0).clamp(min=1.0)
     adv_B = scores_B - others_mean_B
     adv_B = torch.where(valid_B & (g.count_B > 1), adv_B, torch.zeros_like(adv_B))
-    adv_BT = broadcast(adv_B, inp.mask_BT)
-    return AdvantageOutput(advantages_BT=adv_BT, returns_BT=adv_BT.clone())
+    return AdvantageOutput(advantages_BT=broadcast(adv_B, inp.mask_BT))

@@ -1,7 +1,7 @@
 """Types and helpers shared by the policy losses.
 
-A policy loss is a plain function ``fn(inp: PolicyLossInput, cfg: PolicyLossConfig) ->
-PolicyLossOutput`` registered in ``POLICY_LOSSES``. It returns the per-token loss, not an
+A policy loss is a plain function ``fn(inp: PolicyLossInput, **params) -> PolicyLossOutput``
+registered in ``POLICY_LOSSES``; its keyword parameters are its settings. It returns the per-token loss, not an
 aggregate: ``aggregation.aggregate`` reduces it with the configured mode and the global norm.
 
 Metrics every loss returns (scalar tensors, detached; means over valid tokens of the call):

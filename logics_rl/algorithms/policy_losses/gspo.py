@@ -6,7 +6,7 @@ token ratios cannot dominate (the motivation: token-level ratios of MoE models a
 Token-level form (GSPO-token, §4.3), with sg = stop-gradient:
 
     s_it = sg[s_i] * pi_t / sg[pi_t]        (value s_i, gradient s_i * grad log pi_t)
-    L_it = max(-A_it s_it, -A_it clip(s_it, 1 - gspo_clip_low, 1 + gspo_clip_high))
+    L_it = max(-A_it s_it, -A_it clip(s_it, 1 - clip_low, 1 + clip_high))
 
 The clip range is tiny (paper: 3e-4 / 4e-4) because it bounds a sequence mean. With
 ``seq-mean-token-mean`` aggregation the gradient is exactly the paper's GSPO gradient. The mean
@@ -28,22 +28,25 @@ from logics_rl.algorithms.policy_losses.base import (
     common_metrics,
 )
 from logics_rl.algorithms.registries import POLICY_LOSSES
-from logics_rl.config.schema import PolicyLossConfig
 
 
 @POLICY_LOSSES.register("gspo")
-def gspo(inp: PolicyLossInput, cfg: PolicyLossConfig) -> PolicyLossOutput:
+def gspo(
+    inp: PolicyLossInput,
+    *,
+    clip_low: float = 3e-4,
+    clip_high: float = 4e-4,
+    log_ratio_clamp: float = 20.0,
+) -> PolicyLossOutput:
     logp_BT = inp.logp_BT
     m_BT = as_float_mask(inp.mask_BT, logp_BT)
     adv_BT = inp.advantages_BT.to(logp_BT.dtype)
     log_ratio_BT = logp_BT - inp.old_logp_BT
     seq_log_ratio_B = masked_mean(log_ratio_BT, m_BT, dim=-1)
-    seq_log_ratio_B = seq_log_ratio_B.clamp(-cfg.log_ratio_clamp, cfg.log_ratio_clamp).detach()
+    seq_log_ratio_B = seq_log_ratio_B.clamp(-log_ratio_clamp, log_ratio_clamp).detach()
     # Parenthesised so the value is exactly s_i: (logp - sg[logp]) is exactly 0.
     log_s_BT = seq_log_ratio_B[:, None] + (logp_BT - logp_BT.detach())
     s_BT = torch.exp(log_s_BT)
-    loss_BT, high_BT, low_BT = clipped_surrogate(
-        s_BT, adv_BT, cfg.gspo_clip_low, cfg.gspo_clip_high
-    )
+    loss_BT, high_BT, low_BT = clipped_surrogate(s_BT, adv_BT, clip_low, clip_high)
     metrics = common_metrics(log_ratio_BT, s_BT, high_BT, low_BT, m_BT)
     return PolicyLossOutput(loss_BT=zero_outside(loss_BT, m_BT), metrics=metrics)

@@ -24,18 +24,26 @@ from logics_rl.algorithms.policy_losses.base import (
     common_metrics,
 )
 from logics_rl.algorithms.registries import POLICY_LOSSES
-from logics_rl.config.schema import PolicyLossConfig
 
 
 @POLICY_LOSSES.register("ppo_clip")
-def ppo_clip(inp: PolicyLossInput, cfg: PolicyLossConfig) -> PolicyLossOutput:
-    c = cfg.dual_clip_c
+def ppo_clip(
+    inp: PolicyLossInput,
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    dual_clip_c: float | None = 3.0,
+    log_ratio_clamp: float = 20.0,
+) -> PolicyLossOutput:
+    """clip_low / clip_high: epsilon_low / epsilon_high (DAPO clip-higher: 0.28 high).
+    dual_clip_c: the dual-clip bound for negative advantages (> 1), None disables it."""
+    c = dual_clip_c
     if c is not None and c <= 1.0:
-        raise ValueError(f"policy_loss.dual_clip_c must be > 1 (or None to disable), got {c}")
+        raise ValueError(f"policy_loss dual_clip_c must be > 1 (or None to disable), got {c}")
     adv_BT = inp.advantages_BT.to(inp.logp_BT.dtype)
-    log_ratio_BT = (inp.logp_BT - inp.old_logp_BT).clamp(-cfg.log_ratio_clamp, cfg.log_ratio_clamp)
+    log_ratio_BT = (inp.logp_BT - inp.old_logp_BT).clamp(-log_ratio_clamp, log_ratio_clamp)
     ratio_BT = torch.exp(log_ratio_BT)
-    loss_BT, high_BT, low_BT = clipped_surrogate(ratio_BT, adv_BT, cfg.clip_low, cfg.clip_high)
+    loss_BT, high_BT, low_BT = clipped_surrogate(ratio_BT, adv_BT, clip_low, clip_high)
     dual_BT = torch.zeros_like(high_BT)
     if c is not None:
         # Active only where -A r > -A c, i.e. r > c (strictly), for A < 0.

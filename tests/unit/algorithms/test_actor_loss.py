@@ -11,14 +11,14 @@ from hypothesis import strategies as st
 
 from logics_rl.algorithms import POLICY_LOSSES
 from logics_rl.algorithms.actor_loss import ActorLossInput, actor_loss
-from logics_rl.algorithms.aggregation import LOSS_AGG_MODES, GlobalNorm, global_norm_of
+from logics_rl.algorithms.aggregation import LOSS_AGG_MODES, GlobalNorm, global_norm_of, norm_counts
 from logics_rl.algorithms.policy_losses import PolicyLossInput
 from logics_rl.config.schema import AlgorithmConfig, KLConfig, PolicyLossConfig
 from logics_rl.metrics import merge_weighted
 
 
-def algo(**policy_loss) -> AlgorithmConfig:
-    return AlgorithmConfig(policy_loss=PolicyLossConfig(**policy_loss))
+def algo(name: str = "ppo_clip", **params) -> AlgorithmConfig:
+    return AlgorithmConfig(policy_loss=PolicyLossConfig(name=name, params=params))
 
 
 def test_small_case_by_hand():
@@ -31,7 +31,7 @@ def test_small_case_by_hand():
     inp = ActorLossInput(
         logp, logp.detach(), torch.full((1, 3), 2.0), mask, ref_logp_BT=ref, entropy_BT=entropy
     )
-    loss, m = actor_loss(inp, cfg, global_norm_of(mask))
+    loss, m = actor_loss(inp, cfg, global_norm_of(norm_counts(mask)))
     # pg: -A * 1 = -2 per token ; kl: .5 * mean(.5, -1) = -.125 ; entropy: -.1 * mean(1, 3) = -.2
     assert loss.item() == pytest.approx(-2.325)
     assert m["actor/pg_loss"] == pytest.approx(-2.0)
@@ -57,12 +57,12 @@ def test_composition_equals_the_sum_of_its_parts():
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.float64)
     cfg = AlgorithmConfig(
         policy_loss=PolicyLossConfig(
-            clip_high=0.28, tis_cap=1.5, loss_agg_mode="seq-mean-token-mean"
+            params={"clip_high": 0.28}, tis_cap=1.5, loss_agg_mode="seq-mean-token-mean"
         ),
         kl=KLConfig(estimator="k3", loss_coef=0.04),
         entropy_coef=0.01,
     )
-    norm = global_norm_of(mask)
+    norm = global_norm_of(norm_counts(mask))
 
     logp, ent = logp0.clone().requires_grad_(True), ent0.clone().requires_grad_(True)
     loss, metrics = actor_loss(ActorLossInput(logp, old, adv, mask, rollout, ref, ent), cfg, norm)
@@ -71,7 +71,7 @@ def test_composition_equals_the_sum_of_its_parts():
     # The same objective assembled by hand from the policy loss's per-token output.
     logp2, ent2 = logp0.clone().requires_grad_(True), ent0.clone().requires_grad_(True)
     pg = POLICY_LOSSES.get("ppo_clip")(
-        PolicyLossInput(logp2, old, adv, mask), cfg.policy_loss
+        PolicyLossInput(logp2, old, adv, mask), **cfg.policy_loss.params
     ).loss_BT
     raw_w = torch.exp(old - rollout)
     w = torch.minimum(raw_w, torch.tensor(1.5, dtype=torch.float64))
@@ -97,7 +97,7 @@ def test_on_policy_convention_gives_ratio_one_and_minus_mean_advantage(name):
     adv = torch.tensor([[1.0, 1.0, 9.0], [-0.5, -0.5, -0.5]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     inp = ActorLossInput(logp, logp.detach(), adv, mask)  # the documented on-policy convention
-    loss, m = actor_loss(inp, algo(name=name), global_norm_of(mask))
+    loss, m = actor_loss(inp, algo(name=name), global_norm_of(norm_counts(mask)))
     assert m["actor/ratio_mean"] == 1.0 and m["actor/ratio_max"] == 1.0
     assert m["actor/clip_frac_high"] == 0.0 and m["actor/ppo_kl"] == 0.0
     mean_adv = (1.0 + 1.0 - 0.5 * 3) / 5
@@ -113,7 +113,7 @@ def test_missing_inputs_are_clear_errors():
     inp = ActorLossInput(lp, lp.detach(), torch.ones(1, 2), torch.ones(1, 2))
     norm = GlobalNorm(2, 1)
     with pytest.raises(ValueError, match="rollout log-probs"):
-        actor_loss(inp, algo(tis_cap=2.0), norm)
+        actor_loss(inp, AlgorithmConfig(policy_loss=PolicyLossConfig(tis_cap=2.0)), norm)
     with pytest.raises(ValueError, match="ref_logp"):
         actor_loss(inp, AlgorithmConfig(kl=KLConfig(loss_coef=0.1)), norm)
     with pytest.raises(ValueError, match="entropy"):
@@ -175,12 +175,15 @@ def test_actor_loss_split_over_micro_batches_and_ranks_is_exact(batch, name, mod
     B = f["mask"].shape[0]
     cfg = AlgorithmConfig(
         policy_loss=PolicyLossConfig(
-            name=name, loss_agg_mode=mode, tis_cap=1.2, gspo_clip_low=0.1, gspo_clip_high=0.1
+            name=name,
+            params={"clip_low": 0.1, "clip_high": 0.1} if name == "gspo" else {},
+            loss_agg_mode=mode,
+            tis_cap=1.2,
         ),
         kl=KLConfig(estimator="k3", loss_coef=0.05),
         entropy_coef=0.01,
     )
-    norm = global_norm_of(f["mask"], norm_const=7.0)
+    norm = global_norm_of(norm_counts(f["mask"]), norm_const=7.0)
 
     def run(rows):
         logp = f["logp0"].clone().requires_grad_(True)

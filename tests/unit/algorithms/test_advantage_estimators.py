@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from logics_rl.algorithms import ADVANTAGES
 from logics_rl.algorithms.advantages import AdvantageInput, place_outcome_rewards
-from logics_rl.config.schema import AdvantageConfig
+from logics_rl.algorithms.advantages.returns import discounted_returns
 
-EPS = 1e-6  # AdvantageConfig.epsilon default, written into the expected values below
+EPS = 1e-6  # the estimators' default epsilon, written into the expected values below
 
 
 def close(a, b, atol=1e-6):
@@ -53,16 +53,15 @@ def test_place_outcome_rewards_integer_scores_become_float():
 def test_grpo_hand_values():
     # group 7: scores 1, 0 -> mean .5, unbiased std sqrt(.5); group 3: one sample; group 5: equal.
     inp = outcome_input([1.0, 0.0, 1.0, 1.0, 1.0], [2, 3, 1, 1, 2], [7, 7, 3, 5, 5])
-    out = ADVANTAGES.get("grpo")(inp, AdvantageConfig())
+    out = ADVANTAGES.get("grpo")(inp)
     a = 0.5 / (math.sqrt(0.5) + EPS)
     expected = [[a, a, 0], [-a, -a, -a], [0, 0, 0], [0, 0, 0], [0, 0, 0]]
     close(out.advantages_BT, expected)
-    close(out.returns_BT, expected)
 
 
 def test_grpo_three_member_group_unbiased_std():
     inp = outcome_input([1.0, 0.0, 1.0], [1, 1, 1], [0, 0, 0], T=1)
-    out = ADVANTAGES.get("grpo")(inp, AdvantageConfig(epsilon=0.0))
+    out = ADVANTAGES.get("grpo")(inp, epsilon=0.0)
     # mean 2/3; unbiased var = (1/9 + 4/9 + 1/9) / 2 = 1/3
     s = math.sqrt(1 / 3)
     close(out.advantages_BT, [[(1 / 3) / s], [(-2 / 3) / s], [(1 / 3) / s]])
@@ -72,7 +71,7 @@ def test_dr_grpo_no_std_and_dense_rewards_count():
     mask = torch.ones(2, 2)
     rewards = torch.tensor([[-0.5, 1.0], [0.0, 0.0]])  # a dense penalty on token 0 of row 0
     inp = AdvantageInput(rewards, mask, torch.tensor([0, 0]))
-    out = ADVANTAGES.get("grpo")(inp, AdvantageConfig(norm_by_std=False))
+    out = ADVANTAGES.get("grpo")(inp, norm_by_std=False)
     close(out.advantages_BT, [[0.25, 0.25], [-0.25, -0.25]])  # scores .5, 0; mean .25
 
 
@@ -81,7 +80,7 @@ def test_grpo_masked_sample_is_not_a_group_member():
     rewards = torch.tensor([[1.0], [0.0], [5.0]])
     mask = torch.tensor([[1.0], [1.0], [0.0]])
     out = ADVANTAGES.get("grpo")(
-        AdvantageInput(rewards, mask, torch.tensor([1, 1, 1])), AdvantageConfig(norm_by_std=False)
+        AdvantageInput(rewards, mask, torch.tensor([1, 1, 1])), norm_by_std=False
     )
     close(out.advantages_BT, [[0.5], [-0.5], [0.0]])
 
@@ -96,7 +95,7 @@ def test_grpo_rejects_mismatched_shapes():
 # --------------------------------------------------------------------------- rloo
 def test_rloo_hand_values():
     inp = outcome_input([3.0, 1.0, 2.0, 4.0], [1, 2, 1, 1], [0, 0, 0, 1], T=2)
-    out = ADVANTAGES.get("rloo")(inp, AdvantageConfig())
+    out = ADVANTAGES.get("rloo")(inp)
     # 3 - (1+2)/2 = 1.5 ; 1 - (3+2)/2 = -1.5 ; 2 - (3+1)/2 = 0 ; lone sample -> 0
     close(out.advantages_BT, [[1.5, 0.0], [-1.5, -1.5], [0.0, 0.0], [0.0, 0.0]])
 
@@ -106,35 +105,27 @@ def test_reinforce_plus_plus_discounted_and_whitened():
     rewards = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
     out = ADVANTAGES.get("reinforce_plus_plus")(
-        AdvantageInput(rewards, mask, torch.tensor([0, 1])), AdvantageConfig(gamma=0.5)
+        AdvantageInput(rewards, mask, torch.tensor([0, 1])), gamma=0.5
     )
-    close(out.returns_BT, [[0.25, 0.5, 1.0], [0.5, 1.0, 0.0]])
-    # valid returns .25 .5 1 .5 1: mean .65, squared deviations sum .45, unbiased var .1125
+    # returns [[.25, .5, 1], [.5, 1, 0]]; valid returns .25 .5 1 .5 1: mean .65, squared deviations sum .45, unbiased var .1125
     std = math.sqrt(0.1125) + EPS
     close(
         out.advantages_BT, [[-0.4 / std, -0.15 / std, 0.35 / std], [-0.15 / std, 0.35 / std, 0.0]]
     )
 
 
-def test_holes_in_the_mask_are_skipped_by_the_recursions():
+def test_holes_in_the_mask_are_skipped_by_the_return_recursion():
     # A masked position inside a response (e.g. a tool output) neither earns reward nor blocks
-    # the return / GAE recursion: the running value is carried across it.
+    # the return recursion: the running value is carried across it.
     rewards = torch.tensor([[0.5, 9.0, 1.0]])
-    values = torch.tensor([[0.5, 9.0, 0.4]])
     mask = torch.tensor([[1.0, 0.0, 1.0]])
-    inp = AdvantageInput(rewards, mask, torch.tensor([0]), values)
-    cfg = AdvantageConfig(gamma=0.5, lam=0.5)
-    out = ADVANTAGES.get("reinforce_plus_plus")(inp, cfg)
-    close(out.returns_BT, [[0.5 + 0.5 * 1.0, 0.0, 1.0]])
-    # GAE: A2 = 1 - .4 = .6 ; A0 = (.5 + .5 * .4 - .5) + .25 * .6 = .35 ; returns = A + V
-    out = ADVANTAGES.get("gae")(inp, cfg)
-    close(out.returns_BT, [[0.35 + 0.5, 0.0, 1.0]])
+    close(discounted_returns(rewards, mask, 0.5), [[0.5 + 0.5 * 1.0, 0.0, 1.0]])
 
 
 def test_reinforce_plus_plus_baseline_hand_values():
     # group 0: scores 1 (2 tokens), 0 (1 token) -> centred .5, -.5 ; group 1: one sample -> 0
     inp = outcome_input([1.0, 0.0, 1.0], [2, 1, 2], [0, 0, 1])
-    out = ADVANTAGES.get("reinforce_plus_plus_baseline")(inp, AdvantageConfig())
+    out = ADVANTAGES.get("reinforce_plus_plus_baseline")(inp)
     # token values .5 .5 -.5 0 0: mean .1, deviations .4 .4 -.6 -.1 -.1, squares sum .7, var .175
     std = math.sqrt(0.175) + EPS
     close(
@@ -143,44 +134,8 @@ def test_reinforce_plus_plus_baseline_hand_values():
     )
 
 
-# --------------------------------------------------------------------------- gae
-def test_gae_hand_values():
-    rewards = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
-    values = torch.tensor([[0.5, 0.2, 0.4], [0.3, 7.0, 7.0]])  # padding values must be ignored
-    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
-    out = ADVANTAGES.get("gae")(
-        AdvantageInput(rewards, mask, torch.tensor([0, 1]), values),
-        AdvantageConfig(gamma=0.5, lam=0.5),
-    )
-    # row 0: delta2 = 1 - .4 = .6 ; delta1 = .5*.4 - .2 = 0 ; delta0 = .5*.2 - .5 = -.4
-    #        A2 = .6 ; A1 = 0 + .25*.6 = .15 ; A0 = -.4 + .25*.15 = -.3625
-    # row 1: A0 = 1 - .3 = .7 (nothing after the last valid token)
-    raw = torch.tensor([-0.3625, 0.15, 0.6, 0.7])
-    close(out.returns_BT, [[0.1375, 0.35, 1.0], [1.0, 0.0, 0.0]])
-    w = (raw - raw.mean()) / (raw.std() + EPS)  # whitened over valid tokens, unbiased std
-    close(out.advantages_BT, [[w[0], w[1], w[2]], [w[3], 0.0, 0.0]], atol=1e-5)
-
-
-def test_gae_gamma_lambda_one_is_return_minus_value():
-    rewards = torch.tensor([[0.5, 0.0, 2.0]])
-    values = torch.tensor([[1.0, 1.5, 0.5]])
-    out = ADVANTAGES.get("gae")(
-        AdvantageInput(rewards, torch.ones(1, 3), torch.tensor([0]), values),
-        AdvantageConfig(gamma=1.0, lam=1.0),
-    )
-    close(out.returns_BT, [[2.5, 2.0, 2.0]])  # undiscounted reward-to-go
-
-
-def test_gae_without_values_is_an_error():
-    with pytest.raises(ValueError, match="values_BT"):
-        ADVANTAGES.get("gae")(
-            AdvantageInput(torch.zeros(1, 2), torch.ones(1, 2), torch.tensor([0])),
-            AdvantageConfig(),
-        )
-
-
 # --------------------------------------------------------------------------- properties
-ESTIMATORS = ["grpo", "rloo", "reinforce_plus_plus", "reinforce_plus_plus_baseline", "gae"]
+ESTIMATORS = ["grpo", "rloo", "reinforce_plus_plus", "reinforce_plus_plus_baseline"]
 
 
 @st.composite
@@ -194,10 +149,9 @@ def grouped_batches(draw):
     mask = (torch.arange(T)[None, :] < lengths[:, None]).float()
     scores = torch.randint(0, 3, (B,), generator=g).float()
     dense = torch.randn(B, T, generator=g) * 0.1
-    values = torch.randn(B, T, generator=g)
     rewards = place_outcome_rewards(scores, mask, dense)
     perm = torch.randperm(B, generator=g)
-    return AdvantageInput(rewards, mask, torch.tensor(groups), values), perm
+    return AdvantageInput(rewards, mask, torch.tensor(groups)), perm
 
 
 @settings(max_examples=30, deadline=None)
@@ -206,14 +160,11 @@ def test_permuting_rows_permutes_advantages(batch, name):
     inp, perm = batch
     relabel = {0: 11, 1: -4, 2: 1000, 3: 5}  # group ids are labels, not positions
     groups = torch.tensor([relabel[int(i)] for i in inp.group_index_B[perm]])
-    permuted = AdvantageInput(
-        inp.token_rewards_BT[perm], inp.mask_BT[perm], groups, inp.values_BT[perm]
-    )
-    cfg = AdvantageConfig(gamma=0.9, lam=0.95)
-    a = ADVANTAGES.get(name)(inp, cfg)
-    b = ADVANTAGES.get(name)(permuted, cfg)
+    permuted = AdvantageInput(inp.token_rewards_BT[perm], inp.mask_BT[perm], groups)
+    params = {"gamma": 0.9} if name == "reinforce_plus_plus" else {}
+    a = ADVANTAGES.get(name)(inp, **params)
+    b = ADVANTAGES.get(name)(permuted, **params)
     torch.testing.assert_close(b.advantages_BT, a.advantages_BT[perm], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(b.returns_BT, a.returns_BT[perm], atol=1e-5, rtol=1e-5)
     assert torch.all(a.advantages_BT[inp.mask_BT == 0] == 0)
 
 
@@ -245,6 +196,7 @@ def naive_group_advantage(
 def test_vectorised_group_estimators_match_a_loop(batch, case):
     inp, _ = batch
     name, norm_by_std = case
-    out = ADVANTAGES.get(name)(inp, AdvantageConfig(norm_by_std=norm_by_std))
+    params = {"norm_by_std": norm_by_std} if name == "grpo" else {}
+    out = ADVANTAGES.get(name)(inp, **params)
     expected = naive_group_advantage(inp, name, norm_by_std, EPS)
     torch.testing.assert_close(out.advantages_BT, expected.float(), atol=1e-4, rtol=1e-4)

@@ -12,12 +12,12 @@ from logics_rl.algorithms import ADVANTAGES, POLICY_LOSSES
 from logics_rl.algorithms.actor_loss import ActorLossInput, actor_loss
 from logics_rl.algorithms.advantages import AdvantageInput, AdvantageOutput, grpo
 from logics_rl.algorithms.aggregation import GlobalNorm
-from logics_rl.config.schema import AdvantageConfig, AlgorithmConfig, PolicyLossConfig
+from logics_rl.config.schema import AlgorithmConfig, PolicyLossConfig
 from logics_rl.registry import UnknownPluginError
 
 
 def test_built_ins_are_registered_on_package_import():
-    assert {"grpo", "rloo", "reinforce_plus_plus", "reinforce_plus_plus_baseline", "gae"} <= set(
+    assert {"grpo", "rloo", "reinforce_plus_plus", "reinforce_plus_plus_baseline"} <= set(
         ADVANTAGES.names()
     )
     assert {"ppo_clip", "gspo", "cispo"} <= set(POLICY_LOSSES.names())
@@ -28,7 +28,7 @@ def test_unknown_name_lists_valid_names_and_suggests_the_nearest():
         ADVANTAGES.get("gpro")
     msg = str(err.value)
     assert "did you mean 'grpo'?" in msg
-    assert "rloo" in msg and "reinforce_plus_plus_baseline" in msg and "gae" in msg
+    assert "rloo" in msg and "reinforce_plus_plus_baseline" in msg
     with pytest.raises(UnknownPluginError, match="did you mean 'cispo'.*gspo.*ppo_clip"):
         POLICY_LOSSES.get("cisp")
 
@@ -46,17 +46,17 @@ def isolated_registries(monkeypatch):
 
 def test_decorator_registration(isolated_registries):
     @ADVANTAGES.register("sign_of_score")
-    def sign_of_score(inp: AdvantageInput, cfg: AdvantageConfig) -> AdvantageOutput:
-        adv = torch.sign(inp.token_rewards_BT.sum(-1, keepdim=True)) * inp.mask_BT
-        return AdvantageOutput(adv, adv)
+    def sign_of_score(inp: AdvantageInput, *, scale: float = 1.0) -> AdvantageOutput:
+        adv = scale * torch.sign(inp.token_rewards_BT.sum(-1, keepdim=True)) * inp.mask_BT
+        return AdvantageOutput(adv)
 
     out = ADVANTAGES.get("sign_of_score")(
         AdvantageInput(torch.tensor([[0.0, -3.0]]), torch.ones(1, 2), torch.tensor([0])),
-        AdvantageConfig(),
+        scale=2.0,
     )
-    assert out.advantages_BT.tolist() == [[-1.0, -1.0]]
+    assert out.advantages_BT.tolist() == [[-2.0, -2.0]]
     with pytest.raises(ValueError, match="already registered"):
-        ADVANTAGES.register("sign_of_score")(lambda inp, cfg: None)
+        ADVANTAGES.register("sign_of_score")(lambda inp: None)
 
 
 PLUGIN = """
@@ -65,12 +65,11 @@ from logics_rl.algorithms.advantages import AdvantageOutput
 from logics_rl.algorithms.policy_losses import PolicyLossOutput
 
 
-def constant_advantage(inp, cfg):
-    adv = 0.5 * inp.mask_BT.float()
-    return AdvantageOutput(adv, adv)
+def constant_advantage(inp):
+    return AdvantageOutput(0.5 * inp.mask_BT.float())
 
 
-def vanilla_pg(inp, cfg):
+def vanilla_pg(inp):
     return PolicyLossOutput(-inp.advantages_BT * inp.logp_BT * inp.mask_BT, {"ratio_max": torch.tensor(1.0)})
 """
 
@@ -105,7 +104,6 @@ def test_entry_point_plugins_are_found_by_name(entry_point_plugin):
     assert "vanilla_pg" in POLICY_LOSSES.names()
     out = ADVANTAGES.get("half_everywhere")(
         AdvantageInput(torch.zeros(1, 3), torch.tensor([[1.0, 1.0, 0.0]]), torch.tensor([0])),
-        AdvantageConfig(),
     )
     assert out.advantages_BT.tolist() == [[0.5, 0.5, 0.0]]
 

@@ -7,17 +7,23 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logics_rl.algorithms.aggregation import LOSS_AGG_MODES, GlobalNorm, aggregate, global_norm_of
+from logics_rl.algorithms.aggregation import (
+    LOSS_AGG_MODES,
+    GlobalNorm,
+    aggregate,
+    global_norm_of,
+    norm_counts,
+)
 
 LOSS = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
 MASK = torch.tensor([[1, 1, 0], [1, 1, 1], [0, 0, 0]]).bool()
 
 
 def test_global_norm_of_counts_tokens_and_nonempty_sequences():
-    assert global_norm_of(MASK, norm_const=4) == GlobalNorm(
+    assert global_norm_of(norm_counts(MASK), norm_const=4) == GlobalNorm(
         num_tokens=5, num_seqs=2, norm_const=4.0
     )
-    assert global_norm_of(MASK.float()) == GlobalNorm(5, 2, 1.0)
+    assert global_norm_of(norm_counts(MASK.float())) == GlobalNorm(5, 2, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +109,7 @@ def test_sum_over_micro_batches_and_ranks_equals_the_full_batch(batch, mode, nor
     weights = torch.randn(B, T, generator=g, dtype=torch.float64)
     per_token = lambda rows: torch.tanh(theta[rows]) * weights[rows]  # noqa: E731
 
-    norm = global_norm_of(mask, norm_const)
+    norm = global_norm_of(norm_counts(mask), norm_const)
     full = aggregate(per_token(list(range(B))), mask, mode, norm)
     (full_grad,) = torch.autograd.grad(full, theta)
 

@@ -23,29 +23,29 @@ def write(tmp_path, text: str) -> str:
 def test_defaults_come_from_the_schema():
     cfg = load_config(None, ["data.train_files=[x.jsonl]"])
     assert isinstance(cfg, Config)
-    assert cfg.rollout.n == 8 and cfg.algorithm.policy_loss.clip_low == 0.2
+    assert cfg.rollout.n == 8 and cfg.algorithm.policy_loss.loss_agg_mode == "token-mean"
     assert cfg.trainer.run_dir == "runs/run"  # interpolation resolved
 
 
 def test_overrides_and_recipe_merge(tmp_path):
     path = write(tmp_path, "mode: rl\ndata:\n  train_files: [a.jsonl]\nrollout:\n  n: 4\n")
     cfg = load_config(
-        path, ["rollout.n=16", "algorithm.policy_loss.clip_high=0.28", "trainer.name=x"]
+        path, ["rollout.n=16", "algorithm.policy_loss.params.clip_high=0.28", "trainer.name=x"]
     )
-    assert cfg.rollout.n == 16 and cfg.algorithm.policy_loss.clip_high == 0.28
+    assert cfg.rollout.n == 16 and cfg.algorithm.policy_loss.params == {"clip_high": 0.28}
     assert cfg.trainer.run_dir == "runs/x"
 
 
 def test_unknown_key_names_the_nearest(tmp_path):
-    path = write(tmp_path, "rollout:\n  temprature: 0.7\n")
+    path = write(tmp_path, "rollout:\n  sampling:\n    temprature: 0.7\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     msg = str(info.value)
-    assert "rollout.temprature" in msg and "did you mean" in msg
+    assert "rollout.sampling.temprature" in msg and "did you mean" in msg
     with pytest.raises(ConfigError, match="did you mean 'trainer.prompts_per_step'"):
         load_config(None, ["trainer.prompt_per_step=3"])
-    with pytest.raises(ConfigError, match="did you mean 'algorithm.policy_loss.clip_high'"):
-        load_config(None, ["algorithm.policy_loss.clip_hihg=0.3"])
+    with pytest.raises(ConfigError, match="did you mean 'algorithm.policy_loss.tis_cap'"):
+        load_config(None, ["algorithm.policy_loss.tis_cpa=0.3"])
 
 
 def test_wrong_type_names_key_and_value():
@@ -55,10 +55,21 @@ def test_wrong_type_names_key_and_value():
 
 
 def test_semantic_checks():
-    with pytest.raises(ConfigError, match="mode must be"):
+    with pytest.raises(ConfigError, match="'mode': 'ppo'; choose one of rl, sft, sft_rl"):
         load_config(None, ["mode=ppo", "data.train_files=[a]"])
-    with pytest.raises(ConfigError, match="loss_agg_mode"):
-        load_config(None, ["algorithm.policy_loss.loss_agg_mode=mean", "data.train_files=[a]"])
+    with pytest.raises(
+        ConfigError,
+        match="'algorithm.policy_loss.loss_agg_mode': 'token_mena'; choose one of token-mean, "
+        "seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm "
+        r"\(did you mean 'token-mean'\?\)",
+    ):
+        load_config(
+            None, ["algorithm.policy_loss.loss_agg_mode=token_mena", "data.train_files=[a]"]
+        )
+    with pytest.raises(
+        ConfigError, match=r"'trainer.loggers\[1\]': 'tensorbord'; choose one of console"
+    ):
+        load_config(None, ["trainer.loggers=[console,tensorbord]", "data.train_files=[a]"])
     with pytest.raises(ConfigError, match="divide into"):
         load_config(
             None,
@@ -78,12 +89,12 @@ def test_semantic_checks():
 def test_old_log_prob_source_is_checked():
     ok = ["data.train_files=[a]", "algorithm.old_log_prob=rollout"]
     assert load_config(None, ok).algorithm.old_log_prob == "rollout"
-    with pytest.raises(ConfigError, match="recompute or rollout, got 'vllm'"):
+    with pytest.raises(ConfigError, match="choose one of recompute, rollout"):
         load_config(None, ["data.train_files=[a]", "algorithm.old_log_prob=vllm"])
     with pytest.raises(ConfigError, match="top_p 0.9"):
-        load_config(None, ok + ["rollout.engine.top_p=0.9"])
+        load_config(None, ok + ["rollout.sampling.top_p=0.9"])
     with pytest.raises(ConfigError, match="top_k 20"):
-        load_config(None, ok + ["rollout.engine.top_k=20"])
+        load_config(None, ok + ["rollout.sampling.top_k=20"])
     with pytest.raises(ConfigError, match="tis_cap"):
         load_config(None, ok + ["algorithm.policy_loss.tis_cap=2.0"])
 
@@ -123,3 +134,171 @@ def test_recipes_exist():
         "logics_stem_rl_qwen3_8b.yaml",
         "smollm2_arith_cpu.yaml",
     } <= names
+
+
+def test_parallel_sizes_derive_the_data_parallel_size():
+    from logics_rl.config.schema import data_parallel_size
+
+    base = ["data.train_files=[a]", "cluster.procs_per_node=4", "trainer.prompts_per_step=4"]
+    assert data_parallel_size(load_config(None, base)) == 4
+    with pytest.raises(ConfigError, match="actor.engine=fsdp shards over data-parallel ranks only"):
+        load_config(None, [*base, "actor.parallel.tensor=2"])
+    with pytest.raises(ConfigError, match="multiple of the data-parallel size \\(4\\)"):
+        load_config(None, [*base, "trainer.prompts_per_step=6"])
+    with pytest.raises(ConfigError, match="sft.batch_size \\(6\\)"):
+        load_config(None, [*base, "mode=sft", "sft.batch_size=6", "sft.train_files=[b]"])
+
+
+def test_printed_config_writes_choices_as_their_values_and_loads_again(tmp_path):
+    from logics_rl.config.loader import to_yaml
+    from logics_rl.main import QUICKSTART
+
+    cfg = load_config(QUICKSTART, ["algorithm.policy_loss.loss_agg_mode=seq-mean-token-mean"])
+    text = to_yaml(cfg)
+    assert "loss_agg_mode: seq-mean-token-mean" in text and "mode: sft_rl" in text
+    again = load_config(write(tmp_path, text))
+    assert again == cfg
+
+
+# Every setting a user can write, pinned: a new key, a renamed one or a changed default is a
+# deliberate change to this list (and to the README / recipes), never an accident.
+def _leaves(obj, prefix=""):
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_leaves(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
+    return out
+
+
+def test_the_config_surface_is_pinned():
+    from logics_rl.config.loader import to_plain
+
+    leaves = {k: to_plain(v) for k, v in _leaves(Config()).items()}
+    assert len(leaves) == len(PINNED), sorted(set(leaves) ^ set(PINNED))
+    assert leaves == PINNED
+
+
+PINNED = {
+    "mode": "rl",
+    "model.path": "tiny",
+    "model.tiny.hidden": 128,
+    "model.tiny.layers": 2,
+    "model.tiny.heads": 4,
+    "model.tiny.kv_heads": 2,
+    "model.tiny.max_positions": 1024,
+    "data.train_files": [],
+    "data.val_files": [],
+    "data.max_prompt_length": 512,
+    "data.apply_chat_template": True,
+    "data.system_prompt": None,
+    "data.shuffle": True,
+    "data.synthetic.task": None,
+    "data.synthetic.train_size": 2000,
+    "data.synthetic.val_size": 128,
+    "data.synthetic.min_digits": 1,
+    "data.synthetic.max_digits": 2,
+    "data.synthetic.seed": 1234,
+    "data.synthetic.teacher_error_rate": 0.0,
+    "rollout.engine": "vllm",
+    "rollout.n": 8,
+    "rollout.max_response_length": 1024,
+    "rollout.dtype": "auto",
+    "rollout.sampling.temperature": 1.0,
+    "rollout.sampling.top_p": 1.0,
+    "rollout.sampling.top_k": -1,
+    "rollout.sampling.stop": [],
+    "rollout.vllm.enforce_eager": None,
+    "rollout.vllm.kv_cache_gb": 1.0,
+    "rollout.vllm.gpu_memory_utilization": 0.5,
+    "rollout.weight_sync.bucket_mb": 512,
+    "rollout.weight_sync.probe_tol": None,
+    "rollout.weight_sync.probe_sequences": 4,
+    "rollout.weight_sync.probe_length": 32,
+    "validation.k": 4,
+    "validation.temperature": 1.0,
+    "validation.top_p": 1.0,
+    "validation.every": 0,
+    "validation.at_start": True,
+    "validation.at_end": True,
+    "actor.engine": "fsdp",
+    "actor.parallel.tensor": 1,
+    "actor.parallel.pipeline": 1,
+    "actor.parallel.context": 1,
+    "actor.parallel.expert": 1,
+    "actor.dtype": "auto",
+    "actor.attn_implementation": "auto",
+    "actor.max_tokens_per_micro_batch": 8192,
+    "actor.activation_checkpointing": False,
+    "actor.logprob_chunk_size": 1024,
+    "actor.optim.lr": 1e-06,
+    "actor.optim.betas": [0.9, 0.999],
+    "actor.optim.eps": 1e-08,
+    "actor.optim.weight_decay": 0.01,
+    "actor.optim.warmup_steps": 0,
+    "actor.optim.schedule": "constant",
+    "actor.optim.min_lr_ratio": 0.0,
+    "actor.optim.grad_clip": 1.0,
+    "algorithm.advantage.estimator": "grpo",
+    "algorithm.advantage.params": {},
+    "algorithm.policy_loss.name": "ppo_clip",
+    "algorithm.policy_loss.params": {},
+    "algorithm.policy_loss.tis_cap": None,
+    "algorithm.policy_loss.loss_agg_mode": "token-mean",
+    "algorithm.policy_loss.loss_norm_const": None,
+    "algorithm.kl.estimator": "k3",
+    "algorithm.kl.loss_coef": 0.0,
+    "algorithm.kl.reward_coef": 0.0,
+    "algorithm.kl.adaptive": False,
+    "algorithm.kl.target": 0.1,
+    "algorithm.kl.horizon": 10000,
+    "algorithm.entropy_coef": 0.0,
+    "algorithm.old_log_prob": "recompute",
+    "reward.terms": [{"name": "math_verify", "weight": 1.0, "params": {}}],
+    "reward.num_workers": 2,
+    "reward.timeout_s": 10.0,
+    "filters": [],
+    "trainer.project": "logics-rl",
+    "trainer.name": "run",
+    "trainer.run_dir": "runs/${trainer.name}",
+    "trainer.seed": 0,
+    "trainer.prompts_per_step": 16,
+    "trainer.mini_batches_per_step": 1,
+    "trainer.epochs_per_step": 1,
+    "trainer.total_epochs": 1,
+    "trainer.total_steps": None,
+    "trainer.dynamic_sampling.max_gen_batches": 1,
+    "trainer.dynamic_sampling.on_cap": "train",
+    "trainer.save_every": 0,
+    "trainer.keep_last": 2,
+    "trainer.resume": "auto",
+    "trainer.loggers": ["console", "jsonl"],
+    "trainer.progress": True,
+    "trainer.plot": True,
+    "cluster.ray_address": None,
+    "cluster.nnodes": 1,
+    "cluster.procs_per_node": 1,
+    "cluster.cpus_per_proc": 1.0,
+    "cluster.use_gpu": None,
+    "cluster.call_timeout_s": 3600.0,
+    "sft.train_files": [],
+    "sft.val_files": [],
+    "sft.max_length": 2048,
+    "sft.batch_size": 32,
+    "sft.epochs": 1,
+    "sft.total_steps": None,
+    "sft.val_every": 0,
+    "sft.save_every": 0,
+    "sft.optim.lr": 1e-05,
+    "sft.optim.betas": [0.9, 0.999],
+    "sft.optim.eps": 1e-08,
+    "sft.optim.weight_decay": 0.01,
+    "sft.optim.warmup_steps": 10,
+    "sft.optim.schedule": "constant",
+    "sft.optim.min_lr_ratio": 0.0,
+    "sft.optim.grad_clip": 1.0,
+}
