@@ -38,10 +38,8 @@ def main() -> None:
     a = ap.parse_args()
     from transformers import AutoTokenizer
 
-    from logics_rl.config.schema import RolloutEngineConfig
-    from logics_rl.engines.rollout.base import Sampling
-    from logics_rl.engines.rollout.hf import HFEngine
-    from logics_rl.engines.rollout.vllm import VLLMEngine
+    from logics_rl.config.schema import RolloutConfig, VLLMConfig
+    from logics_rl.engines.rollout import Sampling, build_rollout_engine
     from logics_rl.models.smollm2 import convert_smollm2
 
     path = convert_smollm2() if a.model == "smollm2" else a.model
@@ -54,14 +52,15 @@ def main() -> None:
     ]
     ids = [tok(t, add_special_tokens=False).input_ids for t in texts]
 
-    vllm = VLLMEngine(path, RolloutEngineConfig(kv_cache_gb=2.0), max_model_len=1024, seed=0)
+    cfg = RolloutConfig(engine="vllm", vllm=VLLMConfig(kv_cache_gb=2.0))
+    vllm = build_rollout_engine(cfg, path, max_model_len=1024, seed=0)
     vllm.generate(ids[:1], Sampling(n=1, max_tokens=8))  # warm-up
     with Timer() as tv:
         gv = vllm.generate(ids, Sampling(n=a.n, temperature=1.0, max_tokens=a.max_tokens))
     v_tokens = sum(len(r) for r in gv.response_ids)
     del vllm
 
-    hf = HFEngine(path, seed=0)
+    hf = build_rollout_engine(RolloutConfig(engine="hf"), path, max_model_len=1024, seed=0)
     with Timer() as th:
         gh = hf.generate(
             ids[: a.hf_prompts], Sampling(n=a.hf_n, temperature=1.0, max_tokens=a.max_tokens)

@@ -43,14 +43,14 @@ def one(path: str, seqs: int, length: int, chunk: int, layout: str) -> dict:
     import torch
 
     from logics_rl.config.schema import TrainEngineConfig
-    from logics_rl.engines.train.fsdp import FSDPEngine
+    from logics_rl.engines.train import build_train_engine
     from logics_rl.protocol import Batch
 
     single_process_world()
     torch.manual_seed(0)
     cfg = TrainEngineConfig(max_tokens_per_micro_batch=seqs * length, logprob_chunk_size=chunk)
-    eng = FSDPEngine(path, cfg)
-    eng.layout = layout
+    eng = build_train_engine(cfg, path)
+    eng.layout = layout  # an FSDP engine setting: what this benchmark compares
     vocab = eng.hf_config.vocab_size
     P, R = 32, length - 32
     g = torch.Generator().manual_seed(0)
@@ -63,16 +63,17 @@ def one(path: str, seqs: int, length: int, chunk: int, layout: str) -> dict:
             "response_mask": torch.arange(R)[None] < r_len[:, None],
         }
     )
+    b["loss_mask"] = b["response_mask"]
     n = int(b["response_mask"].sum())
     tokens = n + seqs * P
 
     def loss_fn(mb, logp, ent):
         return -(logp * mb["response_mask"]).sum() / n, {}
 
-    eng.train_step(b, loss_fn)  # warm-up
+    eng.train_step(b, loss_fn, temperature=1.0)  # warm-up
     before = peak_rss_mb()
     with Timer() as t:
-        eng.train_step(b, loss_fn)
+        eng.train_step(b, loss_fn, temperature=1.0)
     return {
         "chunk": chunk,
         "layout": layout,

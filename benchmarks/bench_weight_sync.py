@@ -21,20 +21,23 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    from logics_rl.config.schema import RolloutEngineConfig, TrainEngineConfig
-    from logics_rl.engines.rollout.vllm import VLLMEngine
-    from logics_rl.engines.train.fsdp import FSDPEngine
+    from logics_rl.config.schema import (
+        RolloutConfig,
+        TrainEngineConfig,
+        VLLMConfig,
+        WeightSyncConfig,
+    )
+    from logics_rl.engines.rollout import build_rollout_engine
+    from logics_rl.engines.train import build_train_engine
     from logics_rl.models.smollm2 import convert_smollm2
 
     path = convert_smollm2() if a.model == "smollm2" else a.model
     single_process_world()
-    train = FSDPEngine(path, TrainEngineConfig())
-    roll = VLLMEngine(
-        path,
-        RolloutEngineConfig(kv_cache_gb=0.5, weight_sync_bucket_mb=256),
-        max_model_len=512,
-        seed=0,
+    train = build_train_engine(TrainEngineConfig(), path)
+    cfg = RolloutConfig(
+        vllm=VLLMConfig(kv_cache_gb=0.5), weight_sync=WeightSyncConfig(bucket_mb=256)
     )
+    roll = build_rollout_engine(cfg, path, max_model_len=512, seed=0)
     results = []
     for _ in range(a.repeats):
         with Timer() as t:

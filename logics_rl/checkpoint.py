@@ -1,11 +1,12 @@
-"""Atomic checkpoints with a retention limit, and the HF export of any checkpoint.
+"""Atomic checkpoints with a retention limit.
 
 A checkpoint is written into ``checkpoints/.tmp-step_N``, flushed to disk, completed with a
 ``COMPLETE`` marker, then renamed to ``checkpoints/step_N``: a crash while writing leaves the
-previous checkpoint the latest complete one. Contents: the engine's sharded model + optimizer
-(``dcp/``), scheduler, per-rank worker state (RNG, sampler counters), the trainer state (step,
-data position) and the resolved config (``config.yaml``), plus ``hf_config/`` (model config +
-tokenizer) for export.
+previous checkpoint the latest complete one. Contents: what the train engine writes (for FSDP2:
+the sharded model + optimizer in ``dcp/``, ``scheduler.json``, ``hf_config/`` with the model
+config and tokenizer, and ``engine.json`` naming the engine), per-rank worker state
+(``worker_rank<r>.json``: RNG, rollout and actor counters), the trainer state
+(``trainer_state.json``: step, data position) and the resolved ``config.yaml``.
 
     python -m logics_rl.export runs/x/checkpoints/step_40 out_dir    # a HF model directory
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import warnings
 from collections.abc import Callable
 
 COMPLETE = "COMPLETE"
@@ -120,32 +120,3 @@ class CheckpointManager:
         if self.keep_last > 0:
             for _, path in done[: -self.keep_last]:
                 shutil.rmtree(path, ignore_errors=True)
-
-
-def export_checkpoint(ckpt: str, out_dir: str) -> str:
-    """Write the model of a checkpoint as a HF directory (single process, no Ray)."""
-    if not os.path.exists(os.path.join(ckpt, COMPLETE)):
-        raise FileNotFoundError(f"{ckpt} is not a complete checkpoint (no {COMPLETE} marker)")
-    import torch
-    import torch.distributed.checkpoint as dcp
-    from safetensors.torch import save_file
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from logics_rl.engines.train.fsdp import _PackedLM, copy_tokenizer_files
-
-    hf_dir = os.path.join(ckpt, "hf_config")
-    config = AutoConfig.from_pretrained(hf_dir)
-    wrapper = _PackedLM(AutoModelForCausalLM.from_config(config, dtype=torch.float32))
-    state = {"model": wrapper.state_dict()}
-    with warnings.catch_warnings():  # one process on purpose: DCP warns about it regardless
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.load(state, checkpoint_id=os.path.join(ckpt, "dcp"), no_dist=True)
-    wrapper.load_state_dict(state["model"])
-    sd = {k: v.contiguous() for k, v in wrapper.lm.state_dict().items()}
-    if getattr(config, "tie_word_embeddings", False):
-        sd.pop("lm_head.weight", None)
-    os.makedirs(out_dir, exist_ok=True)
-    save_file(sd, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
-    config.save_pretrained(out_dir)
-    copy_tokenizer_files(hf_dir, out_dir)
-    return out_dir

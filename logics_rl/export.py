@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from logics_rl.checkpoint import export_checkpoint
+from logics_rl.engines.train import export_checkpoint
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,6 +40,7 @@ def batch(n=6, P=8, R=16, seed=0):
             "prompt_mask": pm,
             "response_ids": torch.randint(5, 100, (n, R), generator=g) * rm,
             "response_mask": rm,
+            "loss_mask": rm,
         }
     )
 
@@ -63,12 +64,12 @@ def reference_logp(model_path, b, attn="sdpa"):
 
 
 def test_fsdp_bf16_step(nccl_world, tiny_model):
-    from logics_rl.engines.train.fsdp import FSDPEngine
+    from logics_rl.engines.train import build_train_engine
 
-    eng = FSDPEngine(tiny_model, TrainEngineConfig(attn_implementation="sdpa"))
+    eng = build_train_engine(TrainEngineConfig(attn_implementation="sdpa"), tiny_model)
     assert eng.dtype == torch.bfloat16
     b = batch()
-    lp = eng.compute_log_prob(b).logp
+    lp = eng.compute_log_prob(b, temperature=1.0).logp
     ref = reference_logp(tiny_model, b)
     mask = b["response_mask"]
     assert float((lp - ref)[mask].abs().max()) < 0.1  # bf16 compute vs fp32 reference
@@ -77,21 +78,21 @@ def test_fsdp_bf16_step(nccl_world, tiny_model):
     def loss_fn(mb, logp, ent):
         return -(logp * mb["response_mask"]).sum() / tokens, {}
 
-    before = eng.compute_log_prob(b).logp
-    out = eng.train_step(b, loss_fn)
+    before = eng.compute_log_prob(b, temperature=1.0).logp
+    out = eng.train_step(b, loss_fn, temperature=1.0)
     assert torch.isfinite(torch.tensor(out["grad_norm"])) and out["grad_norm"] > 0
-    after = eng.compute_log_prob(b).logp
+    after = eng.compute_log_prob(b, temperature=1.0).logp
     assert float((after - before)[mask].mean()) > 0  # maximising log-likelihood raised it
 
 
 def test_flash_attn_varlen_packing_matches_per_sample(nccl_world, tiny_model):
     pytest.importorskip("flash_attn", reason="flash-attn is not installed")
-    from logics_rl.engines.train.fsdp import FSDPEngine
+    from logics_rl.engines.train import build_train_engine
 
-    eng = FSDPEngine(
-        tiny_model, TrainEngineConfig(attn_implementation="flash_attention_2"), trainable=False
+    eng = build_train_engine(
+        TrainEngineConfig(attn_implementation="flash_attention_2"), tiny_model, trainable=False
     )
     b = batch(seed=1)
-    lp = eng.compute_log_prob(b).logp
+    lp = eng.compute_log_prob(b, temperature=1.0).logp
     ref = reference_logp(tiny_model, b)
     assert float((lp - ref)[b["response_mask"]].abs().max()) < 0.1

@@ -27,9 +27,9 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from logics_rl.config.schema import RolloutEngineConfig
+from logics_rl.config.schema import RolloutConfig
+from logics_rl.engines.common import on_gpu, resolve_dtype
 from logics_rl.engines.rollout.base import Generation, RolloutEngine, Sampling, buckets
-from logics_rl.engines.train.fsdp import resolve_dtype
 
 _EMBED = "model.embed_tokens.weight"  # HF names (Llama / Qwen / Mistral families)
 _LM_HEAD = "lm_head.weight"
@@ -51,9 +51,7 @@ class _RotaryReloadNotice(logging.Filter):
 
 
 class VLLMEngine(RolloutEngine):
-    def __init__(
-        self, model_path: str, cfg: RolloutEngineConfig, *, max_model_len: int, seed: int = 0
-    ):
+    def __init__(self, model_path: str, cfg: RolloutConfig, *, max_model_len: int, seed: int = 0):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         # vLLM logs several INFO lines per weight sync; warnings and errors still show.
         # VLLM_LOGGING_LEVEL=INFO brings them back.
@@ -65,9 +63,10 @@ class VLLMEngine(RolloutEngine):
         )
 
         self.cfg = cfg
-        self.on_gpu = torch.cuda.is_available()
+        self.on_gpu = on_gpu()
         self.dtype = resolve_dtype(cfg.dtype, self.on_gpu)  # auto: bf16 on GPU, fp32 on CPU
-        eager = (not self.on_gpu) if cfg.enforce_eager is None else cfg.enforce_eager
+        v = cfg.vllm
+        eager = (not self.on_gpu) if v.enforce_eager is None else v.enforce_eager
         kwargs = dict(
             model=model_path,
             dtype=str(self.dtype).removeprefix("torch."),
@@ -78,9 +77,9 @@ class VLLMEngine(RolloutEngine):
             enable_prefix_caching=True,
         )
         if self.on_gpu:
-            kwargs.update(gpu_memory_utilization=cfg.gpu_memory_utilization, enable_sleep_mode=True)
+            kwargs.update(gpu_memory_utilization=v.gpu_memory_utilization, enable_sleep_mode=True)
         else:
-            kwargs.update(kv_cache_memory_bytes=int(cfg.kv_cache_gb * (1 << 30)))
+            kwargs.update(kv_cache_memory_bytes=int(v.kv_cache_gb * (1 << 30)))
         self.llm = LLM(**kwargs)
         self._asleep = False
         self.tied_embeddings = _ties_word_embeddings(model_path)
@@ -131,7 +130,7 @@ class VLLMEngine(RolloutEngine):
     # ------------------------------------------------------------------ weights
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, float]:
         target = self.dtype
-        limit = int(self.cfg.weight_sync_bucket_mb) << 20
+        limit = int(self.cfg.weight_sync.bucket_mb) << 20
         stats = {"bytes": 0.0, "buckets": 0.0}
 
         def stream() -> Iterator[tuple[str, torch.Tensor]]:

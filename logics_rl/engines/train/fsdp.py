@@ -12,49 +12,28 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import shutil
+import warnings
 from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from logics_rl.config.schema import OptimConfig, TrainEngineConfig
+from logics_rl.config.schema import TrainEngineConfig
+from logics_rl.engines.common import on_gpu, resolve_attn, resolve_dtype
 from logics_rl.engines.train.base import LogProbs, LossFn, ParallelInfo, TrainEngine
 from logics_rl.engines.train.logprob import token_logprobs
+from logics_rl.engines.train.optim import build_optimizer
 from logics_rl.engines.train.packing import Packed, balance, min_micro_batches, pack, sample_lengths
 from logics_rl.metrics import merge_weighted
+from logics_rl.models.hf import copy_tokenizer_files, save_model_files
 from logics_rl.protocol import Batch
 
 _TRAIN_KEYS = ("prompt_ids", "prompt_mask", "response_ids", "response_mask")
-
-
-def resolve_dtype(name: str, on_gpu: bool) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if on_gpu else torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-            name
-        ]
-    except KeyError:
-        raise ValueError(
-            f"unknown dtype {name!r}; use auto, float32, bfloat16 or float16"
-        ) from None
-
-
-def resolve_attn(name: str, on_gpu: bool) -> str:
-    if name != "auto":
-        return name
-    if on_gpu:
-        try:
-            import flash_attn  # noqa: F401
-
-            return "flash_attention_2"
-        except ImportError:
-            return "sdpa"
-    return "sdpa"
+MODEL_FILES = "hf_config"  # config + tokenizer inside a checkpoint, for offline export
 
 
 class _PackedLM(nn.Module):
@@ -95,27 +74,10 @@ class _PackedLM(nn.Module):
         )
 
 
-def lr_lambda(cfg: OptimConfig, total_steps: int):
-    """Linear warm-up, then constant or cosine down to ``min_lr_ratio``."""
-
-    def fn(step: int) -> float:
-        if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.schedule == "constant":
-            return 1.0
-        if cfg.schedule == "cosine":
-            span = max(1, total_steps - cfg.warmup_steps)
-            progress = min(1.0, (step - cfg.warmup_steps) / span)
-            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (
-                1 + math.cos(math.pi * progress)
-            )
-        raise ValueError(f"unknown lr schedule {cfg.schedule!r}; use constant or cosine")
-
-    return fn
-
-
 class FSDPEngine(TrainEngine):
     """A HF causal LM sharded with FSDP2 over the default process group."""
+
+    kind = "fsdp"
 
     def __init__(
         self,
@@ -126,9 +88,6 @@ class FSDPEngine(TrainEngine):
         total_steps: int = 1,
         seed: int = 0,
     ):
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-        from transformers import AutoConfig, AutoModelForCausalLM
-
         if not dist.is_initialized():
             raise RuntimeError(
                 "FSDPEngine needs torch.distributed initialised (Worker.init_distributed)"
@@ -136,7 +95,7 @@ class FSDPEngine(TrainEngine):
         self.cfg = cfg
         self.model_path = model_path
         self.trainable = trainable
-        self.on_gpu = torch.cuda.is_available()
+        self.on_gpu = on_gpu()
         self.device = (
             torch.device("cuda", torch.cuda.current_device())
             if self.on_gpu
@@ -145,45 +104,50 @@ class FSDPEngine(TrainEngine):
         self.dtype = resolve_dtype(cfg.dtype, self.on_gpu)
         self.parallel = ParallelInfo(dp_rank=dist.get_rank(), dp_size=dist.get_world_size())
         torch.manual_seed(seed)
+        self.module = self._shard(self._load_model())
+        self.optimizer = self.scheduler = None
+        if trainable:
+            params = [p for p in self.module.parameters() if p.requires_grad]
+            self.optimizer, self.scheduler = build_optimizer(cfg.optim, params, total_steps)
 
-        self.hf_config = AutoConfig.from_pretrained(model_path)
+    def _load_model(self) -> nn.Module:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        self.hf_config = AutoConfig.from_pretrained(self.model_path)
         lm = AutoModelForCausalLM.from_pretrained(
-            model_path,
+            self.model_path,
             dtype=torch.float32,  # master weights in fp32; compute dtype via mixed precision
-            attn_implementation=resolve_attn(cfg.attn_implementation, self.on_gpu),
+            attn_implementation=resolve_attn(self.cfg.attn_implementation, self.on_gpu),
         )
         varlen = (lm.config._attn_implementation or "").startswith("flash_attention")
         self.layout = "packed" if varlen else "padded"
-        if cfg.activation_checkpointing and trainable:
+        if self.cfg.activation_checkpointing and self.trainable:
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if not trainable:
+        if not self.trainable:
             lm.requires_grad_(False)
-        lm.to(self.device)
-        mp = None
+        return lm.to(self.device)
+
+    def _shard(self, lm: nn.Module) -> nn.Module:
+        """``fully_shard`` per decoder layer, then the root around the chunked LM head."""
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        kw = {}
         if self.dtype != torch.float32:
-            mp = MixedPrecisionPolicy(param_dtype=self.dtype, reduce_dtype=torch.float32)
-        kw = {"mp_policy": mp} if mp is not None else {}
+            kw["mp_policy"] = MixedPrecisionPolicy(
+                param_dtype=self.dtype, reduce_dtype=torch.float32
+            )
         for layer in lm.model.layers:
             fully_shard(layer, **kw)
-        self.module = _PackedLM(lm)
+        module = _PackedLM(lm)
         # The root keeps its (small) parameters unsharded from forward to backward: the chunked
         # LM head recomputes logits from the embedding weight in the backward pass.
-        fully_shard(self.module, reshard_after_forward=False, **kw)
+        fully_shard(module, reshard_after_forward=False, **kw)
+        return module
 
-        self.optimizer = None
-        self.scheduler = None
-        if trainable:
-            o = cfg.optim
-            self.optimizer = torch.optim.AdamW(
-                [p for p in self.module.parameters() if p.requires_grad],
-                lr=o.lr,
-                betas=tuple(o.betas),
-                eps=o.eps,
-                weight_decay=o.weight_decay,
-            )
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lr_lambda(o, total_steps)
-            )
+    def all_reduce_dp(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.parallel.dp_size > 1:
+            dist.all_reduce(tensor)
+        return tensor
 
     @property
     def lm(self) -> nn.Module:
@@ -216,16 +180,16 @@ class FSDPEngine(TrainEngine):
         )
 
     def _dummy(self, batch: Batch) -> Batch:
-        """A one-row stand-in for an empty micro-batch (its loss is multiplied by zero)."""
-        row = batch[:1] if len(batch) else None
-        if row is None:
+        """A one-row stand-in for an empty micro-batch (its loss is multiplied by zero): every
+        rank must run the same number of forward passes for FSDP's collectives to match."""
+        if not len(batch):
             raise ValueError("a rank received no rows at all; the batch must cover every dp rank")
-        return row
+        return batch[:1]
 
     # ------------------------------------------------------------------ protocol
     @torch.no_grad()
     def compute_log_prob(
-        self, batch: Batch, *, temperature: float = 1.0, with_entropy: bool = False
+        self, batch: Batch, *, temperature: float, with_entropy: bool = False
     ) -> LogProbs:
         self.module.eval()
         B, R = batch["response_ids"].shape
@@ -243,13 +207,12 @@ class FSDPEngine(TrainEngine):
         return LogProbs(logp, ent)
 
     def forward_backward(
-        self, batch: Batch, loss_fn: LossFn, *, needs_entropy: bool = False
+        self, batch: Batch, loss_fn: LossFn, *, temperature: float, needs_entropy: bool = False
     ) -> dict[str, float]:
         """Accumulate gradients of ``loss_fn`` over token-budget micro-batches (no optimizer step)."""
         if self.optimizer is None:
             raise RuntimeError("this engine was built without an optimizer (trainable=False)")
         self.module.train()
-        temperature = float(batch.meta.get("temperature", 1.0))
         micro = self._micro_batches(batch)
         parts: list[tuple[dict[str, float], float]] = []
         tokens, loss_tokens = 0, 0.0
@@ -266,9 +229,7 @@ class FSDPEngine(TrainEngine):
             # FSDP averages gradients over ranks; the loss is already globally normalised.
             (loss * self.parallel.dp_size).backward()
             if rows:
-                weight = float(
-                    (mb["loss_mask"] if "loss_mask" in mb else mb["response_mask"]).sum()
-                )
+                weight = float(mb["loss_mask"].sum())
                 parts.append((metrics, weight))
                 tokens += packed.num_tokens
                 loss_tokens += weight
@@ -298,29 +259,30 @@ class FSDPEngine(TrainEngine):
             yield name, full.detach()
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, path: str) -> None:
-        import torch.distributed.checkpoint as dcp
+    def _dcp_state(self) -> dict:
         from torch.distributed.checkpoint.state_dict import get_state_dict
 
         model_sd, optim_sd = get_state_dict(self.module, self.optimizer or [])
-        state = {"model": model_sd}
-        if self.optimizer is not None:
-            state["optim"] = optim_sd
-        dcp.save(state, checkpoint_id=os.path.join(path, "dcp"))
-        if self.parallel.dp_rank == 0 and self.scheduler is not None:
-            torch.save(
-                {"scheduler": self.scheduler.state_dict()}, os.path.join(path, "scheduler.pt")
-            )
+        return {"model": model_sd, **({"optim": optim_sd} if self.optimizer else {})}
+
+    def save_checkpoint(self, path: str) -> None:
+        import torch.distributed.checkpoint as dcp
+
+        dcp.save(self._dcp_state(), checkpoint_id=os.path.join(path, "dcp"))
+        if self.parallel.dp_rank == 0:
+            if self.scheduler is not None:
+                with open(os.path.join(path, "scheduler.json"), "w", encoding="utf-8") as fh:
+                    json.dump(self.scheduler.state_dict(), fh)
+            save_model_files(self.hf_config, self.model_path, os.path.join(path, MODEL_FILES))
+            with open(os.path.join(path, "engine.json"), "w", encoding="utf-8") as fh:
+                json.dump({"engine": self.kind}, fh)
         dist.barrier()
 
     def load_checkpoint(self, path: str) -> None:
         import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+        from torch.distributed.checkpoint.state_dict import set_state_dict
 
-        model_sd, optim_sd = get_state_dict(self.module, self.optimizer or [])
-        state = {"model": model_sd}
-        if self.optimizer is not None:
-            state["optim"] = optim_sd
+        state = self._dcp_state()
         dcp.load(state, checkpoint_id=os.path.join(path, "dcp"))
         set_state_dict(
             self.module,
@@ -329,8 +291,8 @@ class FSDPEngine(TrainEngine):
             optim_state_dict=state.get("optim", {}),
         )
         if self.scheduler is not None:
-            sched = torch.load(os.path.join(path, "scheduler.pt"), weights_only=False)
-            self.scheduler.load_state_dict(sched["scheduler"])
+            with open(os.path.join(path, "scheduler.json"), encoding="utf-8") as fh:
+                self.scheduler.load_state_dict(json.load(fh))
 
     def export_hf(self, path: str) -> None:
         from safetensors.torch import save_file
@@ -345,26 +307,28 @@ class FSDPEngine(TrainEngine):
         if self.parallel.dp_rank == 0:
             os.makedirs(path, exist_ok=True)
             save_file(state, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
-            self.hf_config.save_pretrained(path)
-            copy_tokenizer_files(self.model_path, path)
+            save_model_files(self.hf_config, self.model_path, path)
         dist.barrier()
 
+    @classmethod
+    def export_offline(cls, checkpoint: str, out_dir: str) -> None:
+        """Rebuild the sharded module's state-dict keys on one process and read DCP into it."""
+        import torch.distributed.checkpoint as dcp
+        from safetensors.torch import save_file
+        from transformers import AutoConfig, AutoModelForCausalLM
 
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "generation_config.json",
-)
-
-
-def copy_tokenizer_files(src: str, dst: str) -> None:
-    """Copy the tokenizer (and generation config) next to exported weights."""
-    for name in TOKENIZER_FILES:
-        f = os.path.join(src, name)
-        if os.path.exists(f):
-            shutil.copy(f, os.path.join(dst, name))
+        files = os.path.join(checkpoint, MODEL_FILES)
+        config = AutoConfig.from_pretrained(files)
+        wrapper = _PackedLM(AutoModelForCausalLM.from_config(config, dtype=torch.float32))
+        state = {"model": wrapper.state_dict()}
+        with warnings.catch_warnings():  # one process on purpose: DCP warns about it regardless
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.load(state, checkpoint_id=os.path.join(checkpoint, "dcp"), no_dist=True)
+        wrapper.load_state_dict(state["model"])
+        sd = {k: v.contiguous() for k, v in wrapper.lm.state_dict().items()}
+        if getattr(config, "tie_word_embeddings", False):
+            sd.pop("lm_head.weight", None)
+        os.makedirs(out_dir, exist_ok=True)
+        save_file(sd, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+        config.save_pretrained(out_dir)
+        copy_tokenizer_files(files, out_dir)
