@@ -3,7 +3,9 @@
 A batch holds
 - ``tensors``: a ``TensorDict`` whose entries share the first (batch) dimension,
 - ``non_tensors``: numpy object arrays of the same length (prompts, ground truths, data sources),
-- ``meta``: a dict of settings for the whole batch (temperature, the loss normaliser, ...).
+- ``meta``: a dict of settings for the whole batch (the sampling temperature, ...).
+
+Column names and the typed views that check them at stage boundaries live in ``batches.py``.
 
 Rows are samples. Every operation keeps tensors and non-tensor columns aligned row by row.
 
@@ -15,7 +17,7 @@ Rows are samples. Every operation keeps tensors and non-tensor columns aligned r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +26,7 @@ import torch
 from tensordict import TensorDict
 
 
-def _as_object_array(name: str, values: Any) -> np.ndarray:
+def _as_object_array(values: Any) -> np.ndarray:
     if isinstance(values, np.ndarray) and values.dtype == object and values.ndim == 1:
         return values
     arr = np.empty(len(values), dtype=object)
@@ -53,7 +55,7 @@ class Batch:
     def __post_init__(self) -> None:
         n = self._tensor_len()
         for key, col in list(self.non_tensors.items()):
-            col = _as_object_array(key, col)
+            col = _as_object_array(col)
             self.non_tensors[key] = col
             if n is None:
                 n = len(col)
@@ -88,7 +90,7 @@ class Batch:
         if n is None and non_tensors:
             n = len(next(iter(non_tensors.values())))
         td = TensorDict(tensors, batch_size=[n] if n is not None else [])
-        cols = {k: _as_object_array(k, v) for k, v in (non_tensors or {}).items()}
+        cols = {k: _as_object_array(v) for k, v in (non_tensors or {}).items()}
         return cls(td, cols, dict(meta or {}))
 
     # ------------------------------------------------------------------ basics
@@ -100,7 +102,8 @@ class Batch:
             return len(next(iter(self.non_tensors.values())))
         return 0
 
-    def keys(self) -> list[str]:
+    def columns(self) -> list[str]:
+        """Names of every column, tensor and non-tensor."""
         return list(self.tensors.keys()) + list(self.non_tensors.keys())
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -117,28 +120,30 @@ class Batch:
                 return self.tensors[item]
             if item in self.non_tensors:
                 return self.non_tensors[item]
-            raise KeyError(f"batch has no key {item!r}; keys: {self.keys()}")
+            raise KeyError(f"batch has no key {item!r}; columns: {self.columns()}")
+        return self._rows(self._row_index(item))
+
+    def _row_index(self, item: Any) -> np.ndarray:
+        """Row positions (int64) for an int, slice, index sequence, index tensor or bool mask."""
         if isinstance(item, int):
             item = slice(item, item + 1 if item != -1 else None)
+        if isinstance(item, slice):
+            return np.arange(len(self))[item]
         if isinstance(item, torch.Tensor):
             item = item.cpu().numpy()
         if isinstance(item, np.ndarray) and item.dtype == bool:
-            item = np.nonzero(item)[0]
+            return np.nonzero(item)[0]
         if isinstance(item, list | tuple | np.ndarray):
-            idx_np = np.asarray(item, dtype=np.int64)
-            idx_t = torch.as_tensor(idx_np, dtype=torch.long)
-            td = self.tensors[idx_t] if self._tensor_len() is not None else self.tensors
-            cols = {k: v[idx_np] for k, v in self.non_tensors.items()}
-            if self._tensor_len() is None:
-                td = TensorDict({}, batch_size=[len(idx_np)])
-            return Batch(td, cols, dict(self.meta))
-        if isinstance(item, slice):
-            td = self.tensors[item] if self._tensor_len() is not None else self.tensors
-            cols = {k: v[item] for k, v in self.non_tensors.items()}
-            if self._tensor_len() is None:
-                td = TensorDict({}, batch_size=[len(range(*item.indices(len(self))))])
-            return Batch(td, cols, dict(self.meta))
+            return np.asarray(item, dtype=np.int64)
         raise TypeError(f"cannot index a Batch with {type(item).__name__}")
+
+    def _rows(self, idx: np.ndarray) -> Batch:
+        if self._tensor_len() is None:
+            td = TensorDict({}, batch_size=[len(idx)])
+        else:
+            td = self.tensors[torch.as_tensor(idx, dtype=torch.long)]
+        cols = {k: v[idx] for k, v in self.non_tensors.items()}
+        return Batch(td, cols, dict(self.meta))
 
     def __setitem__(self, key: str, value: Any) -> None:
         """Add or replace a column; its first dimension must equal the batch size."""
@@ -150,15 +155,10 @@ class Batch:
                 self.tensors = TensorDict({}, batch_size=[n])
             self.tensors[key] = value
         else:
-            col = _as_object_array(key, value)
+            col = _as_object_array(value)
             if len(col) != n:
                 raise ValueError(f"column {key!r} has {len(col)} rows; batch size {n}")
             self.non_tensors[key] = col
-
-    def pop(self, key: str) -> Any:
-        if key in self.tensors:
-            return self.tensors.pop(key)
-        return self.non_tensors.pop(key)
 
     def __repr__(self) -> str:
         tens = {
@@ -167,24 +167,16 @@ class Batch:
         return f"Batch(len={len(self)}, tensors={tens}, non_tensors={list(self.non_tensors)}, meta={list(self.meta)})"
 
     # ------------------------------------------------------------------ column operations
-    def select(
-        self,
-        keys: Iterable[str] | None = None,
-        meta_keys: Iterable[str] | None = None,
+    def with_columns(
+        self, columns: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None
     ) -> Batch:
-        """A batch with only ``keys`` (tensor or non-tensor) and ``meta_keys`` (all meta if None)."""
-        if keys is None:
-            td, cols = self.tensors.clone(recurse=False), dict(self.non_tensors)
-        else:
-            keys = list(keys)
-            missing = [k for k in keys if k not in self]
-            if missing:
-                raise KeyError(f"batch has no keys {missing}; keys: {self.keys()}")
-            tkeys = [k for k in keys if k in self.tensors]
-            td = self.tensors.select(*tkeys)
-            cols = {k: self.non_tensors[k] for k in keys if k in self.non_tensors}
-        meta = dict(self.meta) if meta_keys is None else {k: self.meta[k] for k in meta_keys}
-        return Batch(td, cols, meta)
+        """A new batch with ``columns`` added or replaced and ``meta`` merged in; ``self`` is
+        unchanged (stage helpers return new batches instead of writing into their inputs)."""
+        out = Batch(self.tensors.clone(recurse=False), dict(self.non_tensors), dict(self.meta))
+        for key, value in (columns or {}).items():
+            out[key] = value
+        out.meta.update(meta or {})
+        return out
 
     def union(self, other: Batch) -> Batch:
         """Merge columns and meta of two batches of equal length; shared keys must agree."""
@@ -210,26 +202,18 @@ class Batch:
         return Batch(td, cols, meta)
 
     # ------------------------------------------------------------------ row operations
-    def repeat(self, n: int, interleave: bool = True) -> Batch:
-        """Each row ``n`` times: interleaved (a a b b) for n samples per prompt, else tiled (a b a b)."""
+    def repeat(self, n: int) -> Batch:
+        """Each row ``n`` times, interleaved (a a b b): n samples per prompt, side by side."""
         if n < 1:
             raise ValueError(f"repeat count must be >= 1, got {n}")
-        rows = np.arange(len(self))
-        idx = np.repeat(rows, n) if interleave else np.tile(rows, n)
-        return self[idx]
+        return self[np.repeat(np.arange(len(self)), n)]
 
     def chunk(self, n: int) -> list[Batch]:
-        """``n`` equal parts in order; the length must be divisible by ``n`` (see pad_to_multiple)."""
+        """``n`` equal parts in order; the length must be divisible by ``n``."""
         if n < 1 or len(self) % n:
             raise ValueError(f"cannot chunk a batch of {len(self)} rows into {n} equal parts")
         size = len(self) // n
         return [self[i * size : (i + 1) * size] for i in range(n)]
-
-    def split(self, size: int) -> list[Batch]:
-        """Consecutive parts of ``size`` rows; the last may be shorter."""
-        if size < 1:
-            raise ValueError(f"split size must be >= 1, got {size}")
-        return [self[i : i + size] for i in range(0, len(self), size)]
 
     @staticmethod
     def concat(batches: Sequence[Batch]) -> Batch:
@@ -242,7 +226,7 @@ class Batch:
         for i, b in enumerate(batches[1:], start=1):
             if set(b.tensors.keys()) != tkeys or set(b.non_tensors) != ckeys:
                 raise ValueError(
-                    f"concat: batch {i} has keys {sorted(b.keys())}, batch 0 has {sorted(first.keys())}"
+                    f"concat: batch {i} has columns {sorted(b.columns())}, batch 0 has {sorted(first.columns())}"
                 )
             for k, v in b.meta.items():
                 if k in first.meta and not _values_equal(first.meta[k], v):
@@ -258,20 +242,6 @@ class Batch:
             for k, v in b.meta.items():
                 meta.setdefault(k, v)
         return Batch(td, cols, meta)
-
-    def pad_to_multiple(self, k: int) -> tuple[Batch, int]:
-        """Pad with copies of the first rows so the length divides by ``k``; returns (batch, pad)."""
-        if len(self) == 0:
-            raise ValueError("cannot pad an empty batch")
-        pad = (-len(self)) % k
-        if pad == 0:
-            return self, 0
-        idx = np.concatenate([np.arange(len(self)), np.arange(pad) % len(self)])
-        return self[idx], pad
-
-    def unpad(self, pad: int) -> Batch:
-        """Remove the last ``pad`` rows added by ``pad_to_multiple``."""
-        return self if pad == 0 else self[: len(self) - pad]
 
     def to(self, device: str | torch.device) -> Batch:
         return Batch(self.tensors.to(device), dict(self.non_tensors), dict(self.meta))

@@ -1,6 +1,6 @@
 """Single controller on Ray: resource pools, workers, worker groups and dispatch modes."""
 
-from logics_rl.controller.cluster import init_ray, shutdown_ray
+from logics_rl.controller.cluster import init_ray
 from logics_rl.controller.dispatch import Dispatch, register
 from logics_rl.controller.errors import (
     WorkerDiedError,
@@ -10,13 +10,12 @@ from logics_rl.controller.errors import (
 )
 from logics_rl.controller.resource_pool import ResourcePool
 from logics_rl.controller.worker import Worker
-from logics_rl.controller.worker_group import GroupFuture, RoleSpec, WorkerGroup
+from logics_rl.controller.worker_group import GroupFuture, WorkerGroup
 
 __all__ = [
     "Dispatch",
     "GroupFuture",
     "ResourcePool",
-    "RoleSpec",
     "Worker",
     "WorkerDiedError",
     "WorkerError",
@@ -25,5 +24,4 @@ __all__ = [
     "WorkerTimeoutError",
     "init_ray",
     "register",
-    "shutdown_ray",
 ]

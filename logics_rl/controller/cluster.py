@@ -38,10 +38,3 @@ def init_ray(
             runtime_env=runtime_env,
             log_to_driver=log_to_driver,
         )
-
-
-def shutdown_ray() -> None:
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()

@@ -2,12 +2,16 @@
 
 Modes
 - ``ONE_TO_ALL``: every worker gets the same arguments; returns the list of results (rank order).
-- ``ALL_TO_ALL``: every argument is a list with one entry per worker; returns the list of results.
-- ``RANK_ZERO``: only rank 0 runs the method; returns its result.
-- ``DP_COMPUTE``: ``Batch`` arguments are padded to a multiple of the data-parallel size and
-  split, one part per data-parallel rank (workers of one model-parallel group get the same part);
-  other arguments go to every worker. ``Batch`` results of the collecting ranks are concatenated
-  and the padding stripped; other results come back as a list.
+- ``DP_COMPUTE``: ``Batch`` arguments are split into one part per data-parallel rank (workers of
+  one model-parallel group get the same part); other arguments go to every worker. ``Batch``
+  results of the collecting ranks are concatenated; other results come back as a list.
+
+Data-parallel padding lives here and nowhere else. A batch that does not divide by the
+data-parallel size is padded with copies of its first rows; the method runs on the padded parts
+unaware, and the rows it returned for padding are dropped from its output. A method may return
+any whole number of rows per input row (``generate_sequences``: n samples per prompt), in input
+order. Methods that must not see copies (an update would train on them twice) are registered
+with ``pad=False``: an indivisible batch is then an error before anything runs.
 """
 
 from __future__ import annotations
@@ -18,62 +22,45 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+import numpy as np
+
 from logics_rl.controller.errors import WorkerError
+from logics_rl.errors import LogicsRLError
 from logics_rl.protocol import Batch
 
 REGISTER_ATTR = "_logics_rl_dispatch"
-PAD_META = "dp_pad_rows"  # meta key: padding rows at the end of a DP_COMPUTE part
 
 
 class Dispatch(str, Enum):
     ONE_TO_ALL = "one_to_all"
-    ALL_TO_ALL = "all_to_all"
-    RANK_ZERO = "rank_zero"
     DP_COMPUTE = "dp_compute"
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     dispatch: Dispatch
-    blocking: bool
+    pad: bool = True
 
 
-@dataclass
-class DeferredResult:
-    """Outputs of an earlier non-blocking call, collected inside the worker that receives them.
-
-    Lets a future flow from one group call into the next without a round trip through the driver.
-    """
-
-    refs: list[Any]
-    dispatch: Dispatch
-    pad: int
-
-    def resolve(self) -> Any:
-        import ray
-
-        return collect(ray.get(self.refs), self.dispatch, self.pad)
-
-
-def register(dispatch: Dispatch = Dispatch.ONE_TO_ALL, blocking: bool = True):
+def register(dispatch: Dispatch = Dispatch.ONE_TO_ALL, *, pad: bool = True):
     """Mark a ``Worker`` method as a group method.
 
-    The wrapped method resolves ``DeferredResult`` arguments and re-raises any error as a
-    ``WorkerError`` that carries the worker's rank and traceback to the driver.
+    An exception inside the method reaches the driver with the worker's rank and traceback: a
+    ``LogicsRLError`` as itself (so callers can catch it by type), anything else as a
+    ``WorkerError``.
     """
 
     def deco(fn):
         @functools.wraps(fn)
         def wrapper(self, *args, **kwargs):
-            args = tuple(a.resolve() if isinstance(a, DeferredResult) else a for a in args)
-            kwargs = {
-                k: v.resolve() if isinstance(v, DeferredResult) else v for k, v in kwargs.items()
-            }
             try:
                 return fn(self, *args, **kwargs)
-            except (KeyboardInterrupt, SystemExit):
+            except (KeyboardInterrupt, SystemExit, WorkerError):
                 raise
-            except WorkerError:
+            except LogicsRLError as exc:
+                exc.rank = getattr(self, "rank", -1)
+                exc.method = fn.__name__
+                exc.worker_traceback = traceback.format_exc()
                 raise
             except BaseException as exc:  # noqa: BLE001 - some libraries raise BaseException subclasses
                 raise WorkerError(
@@ -83,7 +70,7 @@ def register(dispatch: Dispatch = Dispatch.ONE_TO_ALL, blocking: bool = True):
                     traceback.format_exc(),
                 ) from None
 
-        setattr(wrapper, REGISTER_ATTR, MethodSpec(Dispatch(dispatch), blocking))
+        setattr(wrapper, REGISTER_ATTR, MethodSpec(Dispatch(dispatch), pad))
         return wrapper
 
     return deco
@@ -99,25 +86,55 @@ def registered_methods(cls: type) -> dict[str, MethodSpec]:
     return out
 
 
-def split_for_dp(arg: Batch, dp_size: int) -> tuple[list[Batch], int]:
-    """Pad ``arg`` to a multiple of ``dp_size`` and chunk it; marks padding rows in each part."""
-    padded, pad = arg.pad_to_multiple(dp_size)
-    parts = padded.chunk(dp_size)
-    if pad:
-        size = len(parts[0])
-        first_pad_row = len(arg)
-        for i, part in enumerate(parts):
-            start = i * size
-            part.meta[PAD_META] = max(0, start + size - max(first_pad_row, start))
-    return parts, pad
+@dataclass(frozen=True)
+class DPSplit:
+    """How a batch was cut: rows per part (padding included) and real rows of each part."""
+
+    part_rows: int
+    real_rows: tuple[int, ...]
+
+    @property
+    def padded(self) -> bool:
+        return any(r < self.part_rows for r in self.real_rows)
 
 
-def collect(outputs: list[Any], dispatch: Dispatch, pad: int = 0) -> Any:
+def split_for_dp(
+    batch: Batch, dp_size: int, *, pad: bool, what: str
+) -> tuple[list[Batch], DPSplit]:
+    """``dp_size`` equal parts of ``batch``, padded at the end with copies of its first rows."""
+    n = len(batch)
+    if n == 0:
+        raise ValueError(f"{what}: got an empty batch")
+    extra = (-n) % dp_size
+    if extra and not pad:
+        raise ValueError(
+            f"{what}: {n} rows do not divide over {dp_size} data-parallel ranks, and this call "
+            "must not see padding copies (they would count twice)"
+        )
+    if extra:
+        batch = batch[np.concatenate([np.arange(n), np.arange(extra) % n])]
+    size = len(batch) // dp_size
+    real = tuple(max(0, min(size, n - i * size)) for i in range(dp_size))
+    return batch.chunk(dp_size), DPSplit(size, real)
+
+
+def collect(outputs: list[Any], dispatch: Dispatch, split: DPSplit | None, what: str) -> Any:
     """Combine per-worker outputs (already restricted to collecting ranks, in dp order)."""
-    if dispatch == Dispatch.RANK_ZERO:
-        return outputs[0]
-    if dispatch == Dispatch.DP_COMPUTE and outputs and all(isinstance(o, Batch) for o in outputs):
-        for o in outputs:
-            o.meta.pop(PAD_META, None)
-        return Batch.concat(outputs).unpad(pad)
-    return list(outputs)
+    if dispatch != Dispatch.DP_COMPUTE or not outputs:
+        return list(outputs)
+    if not all(isinstance(o, Batch) for o in outputs):
+        if split is not None and split.padded:
+            raise TypeError(f"{what}: a padded DP_COMPUTE call must return a Batch")
+        return list(outputs)
+    if split is None:
+        return Batch.concat(outputs)
+    parts = []
+    for out, real in zip(outputs, split.real_rows):
+        per_row, rest = divmod(len(out), split.part_rows)
+        if rest:
+            raise ValueError(
+                f"{what}: returned {len(out)} rows for {split.part_rows} input rows; a DP_COMPUTE "
+                "method returns a whole number of rows per input row, in input order"
+            )
+        parts.append(out[: real * per_row])
+    return Batch.concat(parts)

@@ -54,7 +54,7 @@ class WorkerTimeoutError(WorkerGroupError):
     def __str__(self) -> str:
         return (
             f"{self.method}() did not finish within {self.timeout_s:g} s on ranks "
-            f"{self.pending_ranks} (raise controller.call_timeout_s if the work is legitimately long)"
+            f"{self.pending_ranks} (raise cluster.call_timeout_s if the work is legitimately long)"
         )
 
     def __reduce__(self):

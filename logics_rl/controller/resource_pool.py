@@ -1,8 +1,8 @@
 """``ResourcePool``: Ray placement groups over nodes x devices.
 
 One placement group per node (STRICT_PACK), one bundle per process slot. On a GPU cluster a
-bundle is one GPU; on CPU it is ``cpus_per_process`` CPUs. ``max_colocate_count`` actors (of
-different worker groups) may share one bundle, each taking an equal share of it.
+bundle is one GPU; on CPU it is ``cpus_per_process`` CPUs. One actor per bundle: roles that share
+a device are composed inside one worker (``workers/hybrid.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ class Slot:
 class ResourcePool:
     process_on_nodes: list[int]
     use_gpu: bool = False
-    max_colocate_count: int = 1
     cpus_per_process: float = 1.0
     name: str = "logics_rl"
     ready_timeout_s: float = 120.0
@@ -34,8 +33,6 @@ class ResourcePool:
             raise ValueError(
                 f"process_on_nodes must be positive counts, got {self.process_on_nodes}"
             )
-        if self.max_colocate_count < 1:
-            raise ValueError("max_colocate_count must be >= 1")
 
     @property
     def world_size(self) -> int:
@@ -79,19 +76,18 @@ class ResourcePool:
         return out
 
     def actor_options(self, slot: Slot) -> dict[str, Any]:
-        """Ray options for one actor of one group in ``slot``."""
+        """Ray options for the actor in ``slot``."""
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        share = 1.0 / self.max_colocate_count
         opts: dict[str, Any] = {
-            "num_cpus": self.cpus_per_process * share,
+            "num_cpus": self.cpus_per_process,
             "scheduling_strategy": PlacementGroupSchedulingStrategy(
                 placement_group=slot.placement_group,
                 placement_group_bundle_index=slot.bundle_index,
             ),
         }
         if self.use_gpu:
-            opts["num_gpus"] = share
+            opts["num_gpus"] = 1.0
         return opts
 
     def remove(self) -> None:

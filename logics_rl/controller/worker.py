@@ -37,13 +37,6 @@ class Worker:
         self.master_port = int(env.get("MASTER_PORT", "0"))
         self.uses_gpu = env.get("LOGICS_RL_USE_GPU", "0") == "1"
 
-    @property
-    def device(self):
-        import torch
-
-        # Ray narrows CUDA_VISIBLE_DEVICES to the actor's GPU, so the local index is 0.
-        return torch.device("cuda", 0) if self.uses_gpu else torch.device("cpu")
-
     def init_distributed(self, backend: str | None = None, timeout_s: float = 1800.0) -> None:
         """Join the group's ``torch.distributed`` world (idempotent)."""
         import torch.distributed as dist
@@ -59,13 +52,20 @@ class Worker:
             timeout=timedelta(seconds=timeout_s),
         )
 
+    # The data layout of a worker holding a train engine: set to the engine's ``ParallelInfo``
+    # (dp_rank, dp_size, collects) after the engine is built.
+    parallel = None
+
     def dispatch_info(self) -> tuple[int, int, bool]:
         """(data-parallel rank, data-parallel size, collects output) for DP_COMPUTE.
 
-        Pure data parallelism by default; a model-parallel engine overrides this so that ranks of
-        one tensor / pipeline group share a part and only one of them returns it.
+        Pure data parallelism unless ``parallel`` is set: then ranks of one tensor / pipeline
+        group share a part and only one of them returns it.
         """
-        return self.rank, self.world_size, True
+        p = self.parallel
+        if p is None:
+            return self.rank, self.world_size, True
+        return p.dp_rank, p.dp_size, p.collects
 
     # -- used by WorkerGroup itself (not group methods) ------------------------------------
     def _lrl_dispatch_info(self) -> tuple[int, int, bool]:

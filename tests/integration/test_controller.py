@@ -1,5 +1,5 @@
-"""The single controller on a real local Ray cluster: dispatch modes, futures, colocation,
-torch.distributed across worker processes, and the failure paths."""
+"""The single controller on a real local Ray cluster: dispatch modes, futures, data-parallel
+padding, torch.distributed across worker processes, typed errors, and the failure paths."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import torch
 from logics_rl.controller import (
     Dispatch,
     ResourcePool,
-    RoleSpec,
     Worker,
     WorkerDiedError,
     WorkerError,
@@ -22,6 +21,7 @@ from logics_rl.controller import (
     WorkerTimeoutError,
     register,
 )
+from logics_rl.data.files import DataError
 from logics_rl.protocol import Batch
 
 pytestmark = pytest.mark.integration
@@ -42,14 +42,6 @@ class Echo(Worker):
     def whoami(self, x):
         return (self.rank, self.world_size, x)
 
-    @register(dispatch=Dispatch.ALL_TO_ALL)
-    def take(self, x):
-        return (self.rank, x)
-
-    @register(dispatch=Dispatch.RANK_ZERO)
-    def only_zero(self):
-        return ("zero", self.rank)
-
     @register(dispatch=Dispatch.DP_COMPUTE)
     def double(self, batch: Batch, offset: int = 0) -> Batch:
         out = Batch.from_dict(
@@ -61,17 +53,20 @@ class Echo(Worker):
         )
         return out
 
-    @register(dispatch=Dispatch.DP_COMPUTE, blocking=False)
-    def double_async(self, batch: Batch) -> Batch:
-        return Batch.from_dict({"x": batch["x"] * 2}, {"tag": batch["tag"]})
-
     @register(dispatch=Dispatch.DP_COMPUTE)
-    def rows(self, batch: Batch) -> tuple[int, int]:
-        return len(batch), batch.meta.get("dp_pad_rows", 0)
+    def samples(self, batch: Batch, n: int) -> Batch:
+        """n output rows per input row, like generate_sequences."""
+        return batch.repeat(n).with_columns({"rank": torch.full((len(batch) * n,), self.rank)})
+
+    @register(dispatch=Dispatch.DP_COMPUTE, pad=False)
+    def rows(self, batch: Batch) -> int:
+        return len(batch)
 
     @register(dispatch=Dispatch.ONE_TO_ALL)
-    def total(self, batch: Batch):
-        return int(batch["x"].sum())
+    def bad_data(self):
+        if self.rank == 1:
+            raise DataError("bad.jsonl row 3: missing 'ground_truth'")
+        return self.rank
 
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def fail_on(self, rank: int):
@@ -101,21 +96,6 @@ class Echo(Worker):
         return float(t.item())
 
 
-class Counter(Worker):
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    @register(dispatch=Dispatch.ONE_TO_ALL)
-    def pid(self):
-        return os.getpid()
-
-    @register(dispatch=Dispatch.ONE_TO_ALL)
-    def bump(self):
-        self.n += 1
-        return self.n
-
-
 class BadInit(Worker):
     def __init__(self):
         super().__init__()
@@ -123,8 +103,8 @@ class BadInit(Worker):
             raise RuntimeError("cannot build the model on rank 1")
 
 
-def _pool(n=2, colocate=1):
-    return ResourcePool([n], cpus_per_process=1.0, max_colocate_count=colocate)
+def _pool(n=2):
+    return ResourcePool([n], cpus_per_process=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -140,12 +120,9 @@ def _batch(n):
     return Batch.from_dict({"x": torch.arange(n)}, {"tag": [f"s{i}" for i in range(n)]})
 
 
-def test_one_to_all_all_to_all_rank_zero(echo):
+def test_one_to_all(echo):
     assert echo.whoami("hi") == [(0, 2, "hi"), (1, 2, "hi")]
-    assert echo.take(["a", "b"]) == [(0, "a"), (1, "b")]
-    assert echo.only_zero() == ("zero", 0)
-    with pytest.raises(ValueError, match="one entry per worker"):
-        echo.take(["only-one"])
+    assert echo.dp_size == 2
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8])
@@ -157,22 +134,26 @@ def test_dp_compute_splits_pads_and_unpads(echo, n):
     # first half of the (padded) rows on rank 0, second half on rank 1
     half = (n + 1) // 2
     assert out["rank"].tolist() == [0] * half + [1] * (n - half)
-    # each rank is told how many of its rows are padding (all at the end)
-    pad = 2 * half - n
-    assert echo.rows(_batch(n)) == [(half, max(0, pad - half)), (half, min(pad, half))]
-    assert "dp_pad_rows" not in out.meta
 
 
-def test_futures_chain_without_driver_round_trip(echo):
-    fut = echo.double_async(_batch(5))  # registered non-blocking
-    assert not isinstance(fut, Batch)
-    fut2 = echo.double_async(fut)  # per-rank refs flow directly to the same dp rank
-    out = fut2.get()
-    assert out["x"].tolist() == [4 * i for i in range(5)]
-    assert list(out["tag"]) == [f"s{i}" for i in range(5)]
-    # a DP future passed to a ONE_TO_ALL call is collected inside each worker
-    totals = echo.total(echo.double_async(_batch(4)))
-    assert totals == [sum(2 * i for i in range(4))] * 2
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_padding_never_reaches_the_caller_with_several_rows_per_input(echo, n):
+    out = echo.samples.future(_batch(n), 4).get()  # .future: submit now, collect later
+    assert out["x"].tolist() == [i for i in range(n) for _ in range(4)]
+    assert list(out["tag"]) == [f"s{i}" for i in range(n) for _ in range(4)]
+
+
+def test_calls_that_must_not_see_padding_refuse_an_indivisible_batch(echo):
+    assert echo.rows(_batch(4)) == [2, 2]
+    with pytest.raises(ValueError, match="rows: 3 rows do not divide over 2 data-parallel ranks"):
+        echo.rows(_batch(3))
+
+
+def test_library_errors_reach_the_driver_as_their_own_type(echo):
+    with pytest.raises(DataError, match="bad.jsonl row 3") as info:
+        echo.bad_data()
+    assert info.value.rank == 1 and info.value.method == "bad_data"
+    assert "Traceback" in info.value.worker_traceback
 
 
 def test_worker_exception_carries_rank_and_traceback(echo):
@@ -226,31 +207,6 @@ def test_torch_distributed_allreduce_over_gloo(echo):
     assert echo.allreduce(1.5) == [4.5, 4.5]
 
 
-def test_colocated_roles_share_one_process(ray_cluster):
-    pool = _pool()
-    groups = WorkerGroup.colocated(
-        pool, {"actor": RoleSpec(Echo, (2,)), "ref": RoleSpec(Counter)}, timeout_s=60
-    )
-    actor, ref = groups["actor"], groups["ref"]
-    assert ref.pid() == actor.pids() == ref.pids()
-    assert ref.bump() == [1, 1] and ref.bump() == [2, 2]
-    assert actor.double(_batch(4))["y"].tolist() == [0, 4, 8, 12]
-    assert not hasattr(ref, "double") and not hasattr(actor, "bump")
-    actor.kill()
-    pool.remove()
-
-
-def test_colocate_count_lets_two_groups_share_bundles(ray_cluster):
-    pool = _pool(colocate=2)
-    a = WorkerGroup(pool, Counter, timeout_s=60)
-    b = WorkerGroup(pool, Counter, timeout_s=60)
-    assert len(set(a.pid()) | set(b.pid())) == 4
-    assert a.bump() == [1, 1] and b.bump() == [1, 1]
-    a.kill()
-    b.kill()
-    pool.remove()
-
-
 def test_pool_too_large_is_a_clear_error(ray_cluster):
     pool = ResourcePool([64], cpus_per_process=1.0, ready_timeout_s=2)
     with pytest.raises(RuntimeError, match="could not provide"):
@@ -260,4 +216,5 @@ def test_pool_too_large_is_a_clear_error(ray_cluster):
 def test_batch_arrays_survive_the_round_trip(echo):
     b = _batch(3)
     b["ragged"] = np.array([[1], [1, 2], []], dtype=object)
-    assert echo.rows(b) == [(2, 0), (2, 1)]
+    out = echo.samples(b, 1)
+    assert [list(r) for r in out["ragged"]] == [[1], [1, 2], []]
