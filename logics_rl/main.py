@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(to_yaml(cfg), highlight=False)
     if args.print_config:
         return 0
-    from logics_rl.trainer.pipeline import run
+    from logics_rl.trainer.stages import run
 
     try:
         run(cfg, console)

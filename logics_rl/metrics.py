@@ -1,7 +1,8 @@
 """Combining metrics from micro-batches, ranks and generation rounds.
 
-Convention: keys ending in ``_max`` are combined by max, ``_min`` by min, everything else is a
-weighted mean (weights: tokens for per-token metrics, samples for per-sample ones).
+Convention: keys ending in ``_max`` are combined by max, ``_min`` by min, keys holding
+``/count/`` are totals and summed; everything else is a weighted mean (weights: tokens for
+per-token metrics, samples for per-sample ones).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def merge_weighted(parts: Iterable[tuple[dict[str, float], float]]) -> dict[str,
             out[key] = max(v for v, _ in vals)
         elif key.endswith("_min"):
             out[key] = min(v for v, _ in vals)
+        elif "/count/" in key:
+            out[key] = sum(v for v, _ in vals)
         else:
             total = sum(w for _, w in vals)
             if total > 0:

@@ -83,6 +83,14 @@ class Tracker:
         if self._wandb is not None:
             self._wandb.log(clean, step=step)
 
+    def truncate_after(self, step: int) -> list[dict[str, Any]]:
+        """Drop jsonl rows logged after ``step`` (an interrupted run's, superseded on resume);
+        returns the rows kept."""
+        rows = [r for r in read_metrics(self.jsonl_path) if r["step"] <= step]
+        with open(self.jsonl_path, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+        return rows
+
     def close(self) -> None:
         """Flush and close the backends (idempotent: trainers call it on every exit path)."""
         if self._tb is not None:

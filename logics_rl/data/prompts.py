@@ -1,4 +1,4 @@
-"""RL prompt datasets: the row schema, chat templating, length filtering, resumable sampling.
+"""RL prompt datasets: the row schema, chat templating, length filtering, prompt batches.
 
 Row schema (jsonl / json / parquet / datasets directory)::
 
@@ -17,10 +17,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
-from logics_rl.data.files import DataError, check_messages, read_rows
+from logics_rl.batches import (
+    DATA_SOURCE,
+    EXTRAS,
+    GROUND_TRUTH,
+    PROMPT,
+    PROMPT_IDS,
+    PROMPT_MASK,
+    UID,
+    PromptBatch,
+)
+from logics_rl.data.files import DataError, Row, check_messages, load_all
 from logics_rl.protocol import Batch
 
 
@@ -47,7 +56,7 @@ def _messages_of(
         msgs = [{"role": "user", "content": row["prompt"]}]
     else:
         raise DataError(
-            f"{where}: needs a string 'prompt' or a list 'messages' (keys: {sorted(k for k in row if k != '_row')})"
+            f"{where}: needs a string 'prompt' or a list 'messages' (keys: {sorted(row)})"
         )
     if system_prompt and msgs[0]["role"] != "system":
         msgs = [{"role": "system", "content": system_prompt}, *msgs]
@@ -62,98 +71,57 @@ def load_prompts(
     apply_chat_template: bool = True,
     system_prompt: str | None = None,
 ) -> tuple[list[PromptRecord], dict[str, int]]:
-    """Validate and tokenise every row of ``files``; returns records and counts (``too_long``)."""
-    records: list[PromptRecord] = []
-    counts = {"rows": 0, "too_long": 0}
-    for path in files:
-        for i, row in enumerate(read_rows(path), start=1):
-            where = f"{path} row {row.pop('_row', i)}"
-            counts["rows"] += 1
-            msgs = _messages_of(row, where, system_prompt)
-            if "ground_truth" not in row or row["ground_truth"] is None:
-                raise DataError(f"{where}: missing 'ground_truth'")
-            source = row.get("data_source") or "default"
-            if not isinstance(source, str):
-                raise DataError(f"{where}: 'data_source' must be a string")
-            extras = row.get("extras") or {}
-            if not isinstance(extras, dict):
-                raise DataError(f"{where}: 'extras' must be an object")
-            if apply_chat_template:
-                text = tokenizer.apply_chat_template(
-                    msgs, tokenize=False, add_generation_prompt=True
-                )
-            else:
-                text = "\n".join(m["content"] for m in msgs)
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            if len(ids) > max_prompt_length:
-                counts["too_long"] += 1
-                continue
-            records.append(PromptRecord(ids, text, row["ground_truth"], source, extras))
-    if not records:
-        raise DataError(
-            f"no usable prompts in {files} ({counts['too_long']} longer than {max_prompt_length} tokens)"
-        )
-    return records, counts
+    """Validate and tokenise every row of ``files``; returns records and counts (``too_long``).
+
+    The whole set stays in memory (token ids only): the sampler draws shuffled epochs over it.
+    """
+
+    def parse(row: Row) -> PromptRecord:
+        return _record(row, tokenizer, apply_chat_template, system_prompt)
+
+    return load_all(files, parse, lambda r: len(r.prompt_ids), max_prompt_length, "prompts")
 
 
-class PromptSampler:
-    """Epochs of shuffled prompts with a position that is saved and restored for exact resume."""
-
-    def __init__(self, size: int, *, seed: int, shuffle: bool = True):
-        self.size, self.seed, self.shuffle = size, seed, shuffle
-        self.epoch, self.pos = 0, 0
-        self._order = self._make_order()
-
-    def _make_order(self) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(self.size)
-        return np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
-
-    def take(self, k: int) -> list[int]:
-        """The next ``k`` indices, continuing into the next epoch when this one runs out."""
-        out: list[int] = []
-        while len(out) < k:
-            if self.pos == self.size:
-                self.epoch += 1
-                self.pos = 0
-                self._order = self._make_order()
-            n = min(k - len(out), self.size - self.pos)
-            out.extend(int(i) for i in self._order[self.pos : self.pos + n])
-            self.pos += n
-        return out
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "pos": self.pos, "size": self.size}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        size = int(state.get("size", self.size))
-        if size != self.size:
-            # The order is a permutation of the dataset size: with other data it is another
-            # order, and the position may point past the end.
-            raise DataError(
-                f"cannot resume the data order: the checkpoint was taken over {size} rows, this "
-                f"run has {self.size} (the data files or the length limit changed); resume with "
-                "the same data, or start over (trainer.resume=never)"
-            )
-        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
-        self._order = self._make_order()
+def _record(
+    row: Row, tokenizer, apply_chat_template: bool, system_prompt: str | None
+) -> PromptRecord:
+    data, where = row.data, row.where
+    msgs = _messages_of(data, where, system_prompt)
+    if data.get("ground_truth") is None:
+        raise DataError(f"{where}: missing 'ground_truth'")
+    source = data.get("data_source") or "default"
+    if not isinstance(source, str):
+        raise DataError(f"{where}: 'data_source' must be a string")
+    extras = data.get("extras") or {}
+    if not isinstance(extras, dict):
+        raise DataError(f"{where}: 'extras' must be an object")
+    if apply_chat_template:
+        text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    else:
+        text = "\n".join(m["content"] for m in msgs)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return PromptRecord(ids, text, data["ground_truth"], source, extras)
 
 
-def to_batch(records: list[PromptRecord], pad_id: int, width: int, uid_start: int = 0) -> Batch:
-    """Left-padded prompts of a fixed width (the same on every rank) plus metadata columns."""
+def to_batch(
+    records: list[PromptRecord], pad_id: int, width: int, uid_start: int = 0
+) -> PromptBatch:
+    """Left-padded prompts of a fixed width (the same on every rank) plus metadata columns;
+    prompt ``i`` gets uid ``uid_start + i``."""
     ids = torch.full((len(records), width), pad_id, dtype=torch.long)
     mask = torch.zeros(len(records), width, dtype=torch.bool)
     for i, r in enumerate(records):
         n = len(r.prompt_ids)
         ids[i, width - n :] = torch.tensor(r.prompt_ids)
         mask[i, width - n :] = True
-    return Batch.from_dict(
-        {"prompt_ids": ids, "prompt_mask": mask},
+    batch = Batch.from_dict(
+        {PROMPT_IDS: ids, PROMPT_MASK: mask},
         {
-            "prompt": [r.prompt for r in records],
-            "ground_truth": [r.ground_truth for r in records],
-            "data_source": [r.data_source for r in records],
-            "extras": [r.extras for r in records],
-            "uid": list(range(uid_start, uid_start + len(records))),
+            PROMPT: [r.prompt for r in records],
+            GROUND_TRUTH: [r.ground_truth for r in records],
+            DATA_SOURCE: [r.data_source for r in records],
+            EXTRAS: [r.extras for r in records],
+            UID: list(range(uid_start, uid_start + len(records))),
         },
     )
+    return PromptBatch(batch)

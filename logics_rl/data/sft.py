@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from logics_rl.data.files import DataError, check_messages, read_rows
+from logics_rl.data.files import DataError, Row, check_messages, load_all
 from logics_rl.protocol import Batch
 
 
@@ -37,7 +37,7 @@ def _messages(row: dict, where: str) -> list[dict[str, str]]:
             {"role": "assistant", "content": row["response"]},
         ]
     raise DataError(
-        f"{where}: needs 'messages' or string 'prompt' and 'response' (keys: {sorted(k for k in row if k != '_row')})"
+        f"{where}: needs 'messages' or string 'prompt' and 'response' (keys: {sorted(row)})"
     )
 
 
@@ -79,25 +79,18 @@ def tokenize_conversation(
 def load_conversations(
     files: list[str], tokenizer, max_length: int
 ) -> tuple[list[Conversation], dict[str, int]]:
-    """Validate and tokenise every row; conversations over ``max_length`` tokens are dropped."""
-    out: list[Conversation] = []
-    counts = {"rows": 0, "too_long": 0}
-    for path in files:
-        for i, row in enumerate(read_rows(path), start=1):
-            where = f"{path} row {row.pop('_row', i)}"
-            counts["rows"] += 1
-            conv = tokenize_conversation(_messages(row, where), tokenizer, where)
-            if not any(conv.loss_mask[1:]):
-                raise DataError(f"{where}: the assistant turns produced no trainable tokens")
-            if len(conv.input_ids) > max_length:
-                counts["too_long"] += 1
-                continue
-            out.append(conv)
-    if not out:
-        raise DataError(
-            f"no usable conversations in {files} ({counts['too_long']} longer than {max_length} tokens)"
-        )
-    return out, counts
+    """Validate and tokenise every row; conversations over ``max_length`` tokens are dropped.
+
+    The whole set stays in memory (token ids only): the sampler draws shuffled epochs over it.
+    """
+
+    def parse(row: Row) -> Conversation:
+        conv = tokenize_conversation(_messages(row.data, row.where), tokenizer, row.where)
+        if not any(conv.loss_mask[1:]):
+            raise DataError(f"{row.where}: the assistant turns produced no trainable tokens")
+        return conv
+
+    return load_all(files, parse, lambda c: len(c.input_ids), max_length, "conversations")
 
 
 def collate(convs: list[Conversation], pad_id: int) -> Batch:

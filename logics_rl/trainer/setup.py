@@ -72,6 +72,7 @@ def report_data(console, what: str, kept: int, counts: dict[str, int], limit: st
 
 
 def use_gpu(cfg: Config) -> bool:
+    """``cluster.use_gpu``, or whether the Ray cluster has GPUs when it is unset."""
     if cfg.cluster.use_gpu is not None:
         return cfg.cluster.use_gpu
     import ray
@@ -80,6 +81,7 @@ def use_gpu(cfg: Config) -> bool:
 
 
 def make_pool(cfg: Config):
+    """Join or start Ray, and the resource pool of ``nnodes x procs_per_node`` slots."""
     from logics_rl.controller import ResourcePool, init_ray
 
     init_ray(cfg.cluster.ray_address)

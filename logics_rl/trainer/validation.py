@@ -8,12 +8,26 @@ Correctness is the reward's ``correct`` component when present, else ``score > 0
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from math import comb
 
 import numpy as np
 
+from logics_rl.batches import (
+    DATA_SOURCE,
+    RESPONSE_MASK,
+    REWARD_PREFIX,
+    SCORE,
+    PromptBatch,
+    RolloutBatch,
+    group_rows,
+)
+from logics_rl.config.schema import ValidationConfig
+from logics_rl.engines.rollout import Sampling
 from logics_rl.protocol import Batch
+from logics_rl.rewards import CompositeReward
+from logics_rl.trainer.scoring import score_batch
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -26,32 +40,54 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def correctness(batch: Batch) -> np.ndarray:
-    if "reward/correct" in batch:
-        return batch["reward/correct"].numpy() > 0.5
-    return batch["score"].numpy() > 0
+    if REWARD_PREFIX + "correct" in batch:
+        return batch[REWARD_PREFIX + "correct"].numpy() > 0.5
+    return batch[SCORE].numpy() > 0
 
 
 def validation_metrics(batch: Batch, k: int, prefix: str = "val") -> dict[str, float]:
     """Metrics from a scored batch holding k samples per prompt (grouped by ``uid``)."""
     ok = correctness(batch)
-    lengths = batch["response_mask"].sum(1).numpy()
-    per_uid: dict[int, list[int]] = defaultdict(list)
-    for i, uid in enumerate(batch["uid"]):
-        per_uid[int(uid)].append(i)
-    sources = {
-        int(batch["uid"][rows[0]]): str(batch["data_source"][rows[0]]) for rows in per_uid.values()
-    }
+    lengths = batch[RESPONSE_MASK].sum(1).numpy()
     by_source: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for uid, rows in per_uid.items():
+    groups = group_rows(batch)
+    for rows in groups:
         c, n = int(ok[rows].sum()), len(rows)
-        by_source[sources[uid]].append((c / n, pass_at_k(n, c, min(k, n))))
+        by_source[str(batch[DATA_SOURCE][rows[0]])].append((c / n, pass_at_k(n, c, min(k, n))))
     out = {
         f"{prefix}/avg@k": float(ok.mean()),
         f"{prefix}/pass@k": float(np.mean([p for v in by_source.values() for _, p in v])),
         f"{prefix}/response_length": float(lengths.mean()),
-        f"{prefix}/prompts": float(len(per_uid)),
+        f"{prefix}/prompts": float(len(groups)),
     }
     for source, vals in sorted(by_source.items()):
         out[f"{prefix}/{source}/avg@k"] = float(np.mean([a for a, _ in vals]))
         out[f"{prefix}/{source}/pass@k"] = float(np.mean([p for _, p in vals]))
     return out
+
+
+def validate(
+    workers,
+    prompts: PromptBatch,
+    cfg: ValidationConfig,
+    sampling: Sampling,
+    reward: CompositeReward,
+    max_response_length: int,
+) -> dict[str, float]:
+    """Generate ``cfg.k`` samples per held-out prompt, score them, and the metrics above.
+
+    ``sampling`` carries the run's stop strings; k, temperature and top-p come from ``cfg``.
+    """
+    sampling = Sampling(
+        n=cfg.k,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_tokens=max_response_length,
+        stop=list(sampling.stop),
+    )
+    t0 = time.perf_counter()
+    out = RolloutBatch(workers.generate_sequences(prompts.batch, sampling))
+    scored, _ = score_batch(out, reward, max_response_length)
+    metrics = validation_metrics(scored, cfg.k)
+    metrics["time/validate"] = time.perf_counter() - t0
+    return metrics

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from logics_rl.batches import REF_LOGP
 from logics_rl.engines.train.base import TrainEngine
 from logics_rl.protocol import Batch
 
 
 class ReferenceRole:
+    """Log-probs of the initial policy (an engine built without an optimizer)."""
+
     def __init__(self, engine: TrainEngine):
         self.engine = engine
 
-    def compute_ref_log_prob(self, batch: Batch) -> Batch:
-        temperature = float(batch.meta.get("temperature", 1.0))
+    def compute_ref_log_prob(self, batch: Batch, temperature: float) -> Batch:
         out = self.engine.compute_log_prob(batch, temperature=temperature)
-        return Batch.from_dict({"ref_logp": out.logp})
+        return Batch.from_dict({REF_LOGP: out.logp})

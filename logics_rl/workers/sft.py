@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import torch
 
+from logics_rl.batches import LOSS_MASK
 from logics_rl.config.schema import OptimConfig, TrainEngineConfig
 from logics_rl.controller import Dispatch, Worker, register
+from logics_rl.engines.train import build_train_engine
 from logics_rl.protocol import Batch
+
+NLL, TOKENS = "nll", "tokens"  # eval_nll's columns
 
 
 def nll_loss(total_tokens: int):
     """Sum of -log p over assistant tokens / assistant tokens in the whole step (all ranks)."""
 
     def loss_fn(mb: Batch, logp_BT: torch.Tensor, entropy_BT):
-        mask = mb["loss_mask"].float()
+        mask = mb[LOSS_MASK].float()
         nll = -(logp_BT * mask).sum()
         return nll / total_tokens, {"sft/loss": float(nll.detach() / mask.sum().clamp(min=1))}
 
@@ -24,6 +27,8 @@ def nll_loss(total_tokens: int):
 
 
 class SFTWorker(Worker):
+    """A train engine under the SFT loss (stage one)."""
+
     def __init__(
         self,
         model_path: str,
@@ -41,41 +46,26 @@ class SFTWorker(Worker):
 
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def init_model(self) -> None:
-        from logics_rl.engines.train.fsdp import FSDPEngine
-
         self.init_distributed()
-        self.engine = FSDPEngine(
-            self.model_path, self.engine_cfg, total_steps=self.total_steps, seed=self.seed
+        self.engine = build_train_engine(
+            self.engine_cfg, self.model_path, total_steps=self.total_steps, seed=self.seed
         )
+        self.parallel = self.engine.parallel
 
-    @register(dispatch=Dispatch.DP_COMPUTE)
+    @register(dispatch=Dispatch.DP_COMPUTE, pad=False)
     def train_step(self, batch: Batch, total_tokens: int) -> dict[str, float]:
-        if batch.meta.get("dp_pad_rows", 0):
-            raise ValueError(
-                "train_step got padding rows: the SFT batch must divide by the data-parallel size"
-            )
-        return self.engine.train_step(batch, nll_loss(total_tokens))
+        return self.engine.train_step(batch, nll_loss(total_tokens), temperature=1.0)
 
     @register(dispatch=Dispatch.DP_COMPUTE)
-    def eval_nll(self, batch: Batch) -> tuple[float, float]:
-        """(sum of -log p over assistant tokens, assistant tokens) for this rank's rows."""
-        pad = int(batch.meta.get("dp_pad_rows", 0))
-        logp = self.engine.compute_log_prob(batch).logp
-        mask = batch["loss_mask"].float()
-        if pad:
-            mask[len(batch) - pad :] = 0  # padding rows are copies: do not count them twice
-        return float(-(logp * mask).sum()), float(mask.sum())
+    def eval_nll(self, batch: Batch) -> Batch:
+        """Per row: ``nll`` (sum of -log p over assistant tokens) and ``tokens`` (their count)."""
+        logp = self.engine.compute_log_prob(batch, temperature=1.0).logp
+        mask = batch[LOSS_MASK].float()
+        return Batch.from_dict({NLL: -(logp * mask).sum(1), TOKENS: mask.sum(1)})
 
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def save_checkpoint(self, path: str) -> None:
-        from logics_rl.engines.train.fsdp import copy_tokenizer_files
-
         self.engine.save_checkpoint(path)
-        if self.rank == 0:
-            hf_dir = os.path.join(path, "hf_config")
-            os.makedirs(hf_dir, exist_ok=True)
-            self.engine.hf_config.save_pretrained(hf_dir)
-            copy_tokenizer_files(self.model_path, hf_dir)
 
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def load_checkpoint(self, path: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +18,27 @@ def ray_cluster():
     init_ray(num_cpus=max(4, os.cpu_count() or 1), log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+def _train_batch(rollout, advantages: torch.Tensor, old_logp: torch.Tensor | None):
+    """A rollout made into what ``update_actor`` takes: scored (zero rewards, every response
+    token in the loss), with advantages, and behaviour log-probs (recomputed) or none
+    (on-policy)."""
+    from logics_rl.batches import BEHAVIOUR, Behaviour
+
+    mask = rollout["response_mask"]
+    columns = {
+        "score": torch.zeros(len(rollout)),
+        "token_rewards": torch.zeros(mask.shape),
+        "loss_mask": mask,
+        "advantages": advantages,
+    }
+    behaviour = Behaviour.on_policy
+    if old_logp is not None:
+        columns["old_logp"], behaviour = old_logp, Behaviour.recompute
+    return rollout.with_columns(columns, meta={BEHAVIOUR: behaviour})
+
+
+@pytest.fixture(scope="session")
+def train_batch():
+    return _train_batch

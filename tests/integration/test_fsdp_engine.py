@@ -37,12 +37,13 @@ class EngineWorker(Worker):
 
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def build(self, max_tokens: int):
-        from logics_rl.engines.train.fsdp import FSDPEngine
+        from logics_rl.engines.train import build_train_engine
 
         self.init_distributed()
         cfg = TrainEngineConfig(max_tokens_per_micro_batch=max_tokens)
-        self.engine = FSDPEngine(self.model_path, cfg)
-        return self.engine.parallel.dp_size
+        self.engine = build_train_engine(cfg, self.model_path)
+        counts = self.engine.all_reduce_dp(torch.tensor([1.0, self.rank]))
+        return self.engine.parallel.dp_size, counts.tolist(), str(self.engine.dtype)
 
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def set_budget(self, max_tokens: int):
@@ -50,12 +51,12 @@ class EngineWorker(Worker):
 
     @register(dispatch=Dispatch.DP_COMPUTE)
     def logp(self, batch: Batch) -> Batch:
-        out = self.engine.compute_log_prob(batch, with_entropy=True)
+        out = self.engine.compute_log_prob(batch, temperature=1.0, with_entropy=True)
         return Batch.from_dict({"logp": out.logp, "entropy": out.entropy})
 
     @register(dispatch=Dispatch.DP_COMPUTE)
     def grads(self, batch: Batch, total_tokens: int):
-        metrics = self.engine.forward_backward(batch, weighted_nll(total_tokens))
+        metrics = self.engine.forward_backward(batch, weighted_nll(total_tokens), temperature=1.0)
         grads = {}
         for name, p in self.engine.lm.named_parameters():
             g = p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad
@@ -77,6 +78,7 @@ def make_batch(n: int = 8, seed: int = 0) -> Batch:
             "prompt_mask": pm,
             "response_ids": torch.randint(5, 100, (n, R), generator=g) * rm,
             "response_mask": rm,
+            "loss_mask": rm,
             "weight": torch.randn(n, R, generator=g),
         }
     )
@@ -107,7 +109,7 @@ def reference(model_path: str, batch: Batch):
 def engines(ray_cluster, tiny_model):
     pool = ResourcePool([2])
     group = WorkerGroup(pool, EngineWorker, tiny_model, timeout_s=300)
-    assert group.build(10_000) == [2, 2]
+    assert group.build(10_000) == [(2, [2.0, 1.0], "torch.float32")] * 2  # all_reduce_dp sums
     yield group
     group.kill()
     pool.remove()

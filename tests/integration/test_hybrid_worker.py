@@ -16,13 +16,21 @@ import sys
 import pytest
 import torch
 
-from logics_rl.config.schema import OptimConfig, RolloutEngineConfig, TrainEngineConfig
-from logics_rl.controller import Dispatch, ResourcePool, WorkerError, WorkerGroup, register
+from logics_rl.algorithms.mismatch import rollout_mismatch
+from logics_rl.batches import StageDataError
+from logics_rl.config.schema import (
+    OptimConfig,
+    RolloutConfig,
+    TrainEngineConfig,
+    VLLMConfig,
+    WeightSyncConfig,
+)
+from logics_rl.controller import Dispatch, ResourcePool, WorkerGroup, register
 from logics_rl.data.prompts import load_prompts, to_batch
-from logics_rl.engines.rollout.base import Sampling
+from logics_rl.engines.rollout import Sampling
 from logics_rl.protocol import Batch
-from logics_rl.workers.actor import rollout_mismatch
-from logics_rl.workers.hybrid import HybridSpec, HybridWorker, probe_sequences
+from logics_rl.workers.hybrid import HybridSpec, HybridWorker
+from logics_rl.workers.weight_sync import WeightSyncError, probe_sequences
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +52,17 @@ class InspectableHybridWorker(HybridWorker):
     def export_state(self) -> dict[str, torch.Tensor]:
         return {n: t.clone() for n, t in self.actor.engine.named_parameters_for_export()}
 
-    @register(dispatch=Dispatch.RANK_ZERO)
+    @register(dispatch=Dispatch.ONE_TO_ALL)
     def probe(self) -> list[list[int]]:
-        return self._probe
+        return self.weight_sync.probe
 
-    @register(dispatch=Dispatch.RANK_ZERO)
+    @register(dispatch=Dispatch.ONE_TO_ALL)
+    def parity_probe(self) -> float:
+        return self.weight_sync.check(self.rank)
+
+    @register(dispatch=Dispatch.ONE_TO_ALL)
     def rollout_prompt_logprobs(self, seqs: list[list[int]]) -> list[list[float]]:
-        return self.rollout.engine.prompt_logprobs(seqs)
+        return self.rollout.prompt_logprobs(seqs)
 
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def add_noise(self, scale: float, seed: int) -> None:
@@ -77,7 +89,7 @@ class InspectableHybridWorker(HybridWorker):
 
         engine.named_parameters_for_export = corrupted
         try:
-            return self._sync()
+            return self.weight_sync.sync()
         finally:
             del engine.named_parameters_for_export
 
@@ -86,9 +98,12 @@ class InspectableHybridWorker(HybridWorker):
 def spec(tiny_model) -> HybridSpec:
     return HybridSpec(
         model_path=tiny_model,
-        train=TrainEngineConfig(optim=OptimConfig(lr=LR)),
-        # a probe longer than the context: it must be cut to what vLLM accepts (127 tokens)
-        rollout=RolloutEngineConfig(kv_cache_gb=0.1, probe_sequences=4, probe_length=200),
+        actor=TrainEngineConfig(optim=OptimConfig(lr=LR)),
+        rollout=RolloutConfig(
+            vllm=VLLMConfig(kv_cache_gb=0.1),
+            # a probe longer than the context: it must be cut to what vLLM accepts (127 tokens)
+            weight_sync=WeightSyncConfig(probe_sequences=4, probe_length=200),
+        ),
         need_ref=True,
         max_model_len=128,
         total_steps=10,
@@ -127,9 +142,7 @@ def prompts(tmp_path_factory, hf) -> Batch:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     records, _ = load_prompts([str(path)], tok, max_prompt_length=64)
     width = max(len(r.prompt_ids) for r in records)
-    batch = to_batch(records, tok.pad_token_id, width)
-    batch.meta["temperature"] = TEMPERATURE  # as RLTrainer._next_prompts does
-    return batch
+    return to_batch(records, tok.pad_token_id, width).batch
 
 
 SAMPLING = Sampling(n=4, temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
@@ -166,7 +179,7 @@ def unique_bytes(state: dict[str, torch.Tensor]) -> int:
 def test_init_model_passes_the_parity_probe(hybrid):
     _, init = hybrid
     (out,) = init
-    assert 0.0 <= out["weight_sync/probe_max_abs_diff"] <= 1e-3
+    assert 0.0 <= out["weight_sync/probe_abs_diff_max"] <= 1e-3
 
 
 def test_generate_sequences_layout(hybrid, prompts, hf):
@@ -203,23 +216,23 @@ def test_log_probs_agree_with_rollout_and_hf(hybrid, prompts, hf):
     old = group.compute_log_prob(rollout)
     mask = rollout["response_mask"]
     # train engine vs rollout engine on the sampled tokens, both at the sampling temperature
-    m = rollout_mismatch(old["old_logp"], rollout["rollout_logp"], mask)
+    m = rollout_mismatch(old["logp"], rollout["rollout_logp"], mask)
     assert m["mismatch/abs_diff_max"] < 2e-4, m
     assert abs(m["mismatch/k3_kl"]) < 1e-6
     # ... and vs a plain HF forward of the weights the worker holds now
     current = load_into(model, group.export_state()[0])
     ref_logp, ref_ent = hf_logp_entropy(current, rollout, TEMPERATURE)
-    torch.testing.assert_close(old["old_logp"], ref_logp, atol=1e-4, rtol=0)
+    torch.testing.assert_close(old["logp"], ref_logp, atol=1e-4, rtol=0)
     torch.testing.assert_close(old["entropy"], ref_ent, atol=1e-4, rtol=0)
 
 
-def test_update_actor_then_sync(hybrid, prompts, tiny_model):
+def test_update_actor_then_sync(hybrid, prompts, tiny_model, train_batch):
     group, _ = hybrid
     rollout = group.generate_sequences(prompts, SAMPLING)
-    batch = rollout.union(group.compute_log_prob(rollout))
-    mask = batch["response_mask"].float()
-    sign = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(len(batch))])
-    batch["advantages"] = sign[:, None] * mask
+    old_logp = group.compute_log_prob(rollout)["logp"]
+    mask = rollout["response_mask"].float()
+    sign = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(len(rollout))])
+    batch = train_batch(rollout, sign[:, None] * mask, old_logp)
     tokens = mask.sum()
 
     def objective(logp):  # the token-mean policy-gradient surrogate
@@ -241,9 +254,9 @@ def test_update_actor_then_sync(hybrid, prompts, tiny_model):
     step = max(float((after[k] - before[k]).abs().max()) for k in before)
     w_max = max(float(t.abs().max()) for t in before.values())
     assert LR * 0.999 < step <= LR * (1 + 0.01 * w_max) + 2 * w_max * 2**-23
-    new_logp = group.compute_log_prob(batch)["old_logp"]
-    assert objective(new_logp) > objective(batch["old_logp"])  # gradient ascent on the surrogate
-    moved = float(((new_logp - batch["old_logp"]) * mask).abs().max())
+    new_logp = group.compute_log_prob(batch)["logp"]
+    assert objective(new_logp) > objective(old_logp)  # gradient ascent on the surrogate
+    moved = float(((new_logp - old_logp) * mask).abs().max())
     assert moved > 1e-2  # large against the parity tolerances below, so they can fail
     # the frozen reference is still the model on disk, 0.01+ away from the actor now
     from transformers import AutoModelForCausalLM
@@ -257,26 +270,28 @@ def test_update_actor_then_sync(hybrid, prompts, tiny_model):
     )
 
     (sync,) = group.sync_weights()
-    assert sync["weight_sync/probe_max_abs_diff"] <= 1e-3
+    assert sync["weight_sync/probe_abs_diff_max"] <= 1e-3
     assert sync["weight_sync/bytes"] == unique_bytes(after)  # the tied LM head counted once
     assert sync["weight_sync/buckets"] >= 1
     # the rollout engine now samples from the updated policy
     again = group.generate_sequences(prompts, SAMPLING)
     m = rollout_mismatch(
-        group.compute_log_prob(again)["old_logp"], again["rollout_logp"], again["response_mask"]
+        group.compute_log_prob(again)["logp"], again["rollout_logp"], again["response_mask"]
     )
     assert m["mismatch/abs_diff_max"] < 2e-4, m
 
 
-def test_checkpoint_restores_weights_and_the_sampling_stream(hybrid, prompts, tmp_path):
+def test_checkpoint_restores_weights_and_the_sampling_stream(
+    hybrid, prompts, tmp_path, train_batch
+):
     group, _ = hybrid
     path = str(tmp_path / "ckpt")
     group.save_checkpoint(path)
     saved = group.export_state()[0]
     first = group.generate_sequences(prompts, SAMPLING)
-    batch = first.union(group.compute_log_prob(first))
-    batch["advantages"] = -batch["response_mask"].float()
-    group.update_actor(batch)  # move away from the checkpoint ...
+    old_logp = group.compute_log_prob(first)["logp"]
+    group.update_actor(train_batch(first, -first["response_mask"].float(), old_logp))  # move away
+
     group.sync_weights()
     group.load_checkpoint(path)  # ... and back: weights, rollout engine and generator state
     restored = group.export_state()[0]
@@ -286,10 +301,10 @@ def test_checkpoint_restores_weights_and_the_sampling_stream(hybrid, prompts, tm
     torch.testing.assert_close(again["rollout_logp"], first["rollout_logp"], atol=1e-5, rtol=0)
 
 
-def parse_sync_error(err: WorkerError) -> tuple[float, float]:
-    assert err.error.startswith("WeightSyncError:"), err.error
-    found = re.search(r"= (\S+) exceeds the tolerance (\S+) ", err.error)
-    assert found, err.error
+def parse_sync_error(err: WeightSyncError) -> tuple[float, float]:
+    assert err.rank == 0 and "rollout.weight_sync.probe_tol" in str(err)
+    found = re.search(r"= (\S+) exceeds the tolerance (\S+) ", str(err))
+    assert found, str(err)
     return float(found.group(1)), float(found.group(2))
 
 
@@ -297,21 +312,23 @@ def test_weight_sync_probe_catches_stale_and_corrupted_weights(hybrid, hf, spec)
     group, _ = hybrid
     model, tok = hf
     group.add_noise(0.02, seed=1)
-    with pytest.raises(WorkerError) as stale:  # the rollout engine still has the old weights
+    with pytest.raises(WeightSyncError) as stale:  # the rollout engine still has old weights
         group.parity_probe()
     diff, tol = parse_sync_error(stale.value)
     assert tol == 1e-3 and diff > tol
 
     (sync,) = group.sync_weights()
-    assert sync["weight_sync/probe_max_abs_diff"] <= 1e-3
+    assert sync["weight_sync/probe_abs_diff_max"] <= 1e-3
     state = group.export_state()[0]
     current = load_into(model, state)
-    probe = group.probe()
+    (probe,) = group.probe()
     assert probe == probe_sequences(
-        min(len(tok), current.config.vocab_size), spec.rollout.probe_sequences, length=127
+        min(len(tok), current.config.vocab_size),
+        spec.rollout.weight_sync.probe_sequences,
+        length=127,
     )
     seqs = probe + [list(range(5, 90))]
-    for seq, lp in zip(seqs, group.rollout_prompt_logprobs(seqs)):
+    for seq, lp in zip(seqs, group.rollout_prompt_logprobs(seqs)[0]):
         ref = hf_logp_entropy(
             current,
             Batch.from_dict(
@@ -328,7 +345,7 @@ def test_weight_sync_probe_catches_stale_and_corrupted_weights(hybrid, hf, spec)
 
     # One corrupted tensor in the stream: the probe must fail and report the true difference.
     delta = 0.05 * torch.randn(state[CORRUPTED].shape, generator=torch.Generator().manual_seed(2))
-    with pytest.raises(WorkerError) as bad:
+    with pytest.raises(WeightSyncError) as bad:
         group.sync_weights_corrupting(CORRUPTED, delta)
     diff, tol = parse_sync_error(bad.value)
     assert tol == 1e-3
@@ -350,4 +367,26 @@ def test_weight_sync_probe_catches_stale_and_corrupted_weights(hybrid, hf, spec)
 
     # a clean sync repairs the rollout engine
     (sync,) = group.sync_weights()
-    assert sync["weight_sync/probe_max_abs_diff"] <= 1e-3
+    assert sync["weight_sync/probe_abs_diff_max"] <= 1e-3
+
+
+def test_samples_are_stamped_and_stale_ones_need_behaviour_log_probs(hybrid, prompts, train_batch):
+    group, _ = hybrid
+    (sync,) = group.sync_weights()  # rollout engine and actor at the same version
+    fresh = group.generate_sequences(prompts, SAMPLING)
+    versions = set(fresh["policy_version"].tolist())
+    assert len(versions) == 1
+    adv = fresh["response_mask"].float() * 0.1
+    (m,) = group.update_actor(train_batch(fresh, adv, None))  # on-policy: accepted
+    assert math.isfinite(m["actor/pg_loss"])
+    # the actor moved on; the rollout engine was not synced: its samples are one version behind
+    stale = group.generate_sequences(prompts, SAMPLING)
+    assert set(stale["policy_version"].tolist()) == versions
+    with pytest.raises(StageDataError, match="without behaviour log-probs"):
+        group.update_actor(train_batch(stale, adv, None))
+    # with behaviour log-probs the same samples are fine (importance ratio against them)
+    (m,) = group.update_actor(train_batch(stale, adv, stale["rollout_logp"]))
+    assert math.isfinite(m["actor/pg_loss"])
+    (sync,) = group.sync_weights()
+    fresh = group.generate_sequences(prompts, SAMPLING)
+    assert set(fresh["policy_version"].tolist()) == {max(versions) + 2}

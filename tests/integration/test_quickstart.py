@@ -25,15 +25,15 @@ def test_quickstart_runs_end_to_end(ray_cluster, tmp_path, capsys):
         "sft.batch_size=8",
         "trainer.total_steps=2",
         "trainer.prompts_per_step=4",
-        "trainer.val_every=0",
+        "validation.every=0",
         "trainer.progress=false",
         f"trainer.run_dir={run_dir}",
         "data.synthetic.train_size=48",
         "data.synthetic.val_size=6",
         "rollout.n=4",
-        "rollout.val_k=2",
+        "validation.k=2",
         "rollout.max_response_length=24",
-        "rollout.engine.kv_cache_gb=0.05",
+        "rollout.vllm.kv_cache_gb=0.05",
         "cluster.call_timeout_s=600",
     ]
     assert main(overrides) == 0

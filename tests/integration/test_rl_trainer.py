@@ -29,14 +29,15 @@ from rich.console import Console
 
 from logics_rl.config.loader import load_config
 from logics_rl.data.files import write_jsonl
-from logics_rl.data.prompts import PromptSampler
+from logics_rl.data.sampler import EpochSampler
+from logics_rl.errors import TrainingError
 from logics_rl.filters import FILTERS, FilterDecision, Group
 from logics_rl.protocol import Batch
 from logics_rl.rewards import REWARDS, RewardInput, RewardResult
 from logics_rl.tracking import read_metrics
-from logics_rl.trainer.pipeline import run
-from logics_rl.trainer.rl import RLTrainer, TrainingError
+from logics_rl.trainer.rl import RLTrainer
 from logics_rl.trainer.setup import prepare_run_dir, resolve_data
+from logics_rl.trainer.stages import run
 
 pytestmark = pytest.mark.integration
 
@@ -101,9 +102,9 @@ def rl_overrides(run_dir: str, model: str, **kw) -> list[str]:
         "data.max_prompt_length": 128,
         "rollout.n": 4,
         "rollout.max_response_length": 8,
-        "rollout.val_k": 2,
-        "rollout.engine.engine": "hf",
-        "rollout.engine.kv_cache_gb": 0.05,
+        "validation.k": 2,
+        "rollout.engine": "hf",
+        "rollout.vllm.kv_cache_gb": 0.05,
         "reward.terms": "[{name: test_letter_a}]",
         "actor.optim.lr": 1e-2,
         "trainer.prompts_per_step": 2,
@@ -219,7 +220,7 @@ def test_grpo_raises_an_easy_reward_with_the_hf_engine(hf_reference):
     # the weight-sync probe held after every update (fp32 tolerance)
     updated = [s for s in steps if "actor/pg_loss" in steps[s]]
     assert len(updated) >= 4, updated
-    assert all(steps[s]["weight_sync/probe_max_abs_diff"] <= 1e-3 for s in updated)
+    assert all(steps[s]["weight_sync/probe_abs_diff_max"] <= 1e-3 for s in updated)
     # validation at start (step 0) and at the end (step 6)
     val = [r for r in hf_reference if "val/avg@k" in r]
     assert [r["step"] for r in val] == [0, 6] and all(r["val/prompts"] == 2 for r in val)
@@ -303,13 +304,13 @@ def test_resume_after_a_crash_repeats_the_uninterrupted_run(
 def test_a_failed_start_releases_the_cluster(ray_cluster, untied_model, letters_data, tmp_path):
     """The weight-sync probe fails at start (tolerance -1): the error names it, and the pool's
     CPUs are free again for the next run on the same Ray cluster."""
-    from logics_rl.controller import WorkerError
+    from logics_rl.workers.weight_sync import WeightSyncError
 
     free = ray_cluster.available_resources().get("CPU", 0.0)
     overrides = letters_overrides(
-        str(tmp_path), untied_model, letters_data, rollout__engine__probe_tol=-1.0
+        str(tmp_path), untied_model, letters_data, rollout__weight_sync__probe_tol=-1.0
     )
-    with pytest.raises(WorkerError, match="weight-sync parity probe failed"):
+    with pytest.raises(WeightSyncError, match="weight-sync parity probe failed on rank 0"):
         run_rl(overrides)
     deadline = time.monotonic() + 30
     while ray_cluster.available_resources().get("CPU", 0.0) < free and time.monotonic() < deadline:
@@ -327,7 +328,7 @@ DS_CAP = 2
 
 def replay_dynamic_sampling(ops: list[str], values: list[float], target: int, cap: int, steps):
     """What the refill loop must do, from the sampler and the data alone."""
-    sampler = PromptSampler(len(ops), seed=0)
+    sampler = EpochSampler(len(ops), seed=0)
     out = []
     for step in range(1, steps + 1):
         kept = rounds = 0
@@ -372,8 +373,8 @@ def ds_overrides(run_dir, model, data, on_cap: str, steps: int) -> list[str]:
         rollout__n=2,
         rollout__max_response_length=4,
         trainer__total_steps=steps,
-        trainer__val_at_start=False,
-        trainer__val_at_end=False,
+        validation__at_start=False,
+        validation__at_end=False,
         trainer__plot=False,
         trainer__dynamic_sampling__max_gen_batches=DS_CAP,
         trainer__dynamic_sampling__on_cap=on_cap,
@@ -395,8 +396,8 @@ def test_refill_then_train_on_what_was_kept(ray_cluster, untied_model, ds_data, 
         assert g.get("filter/test_keep_subtraction/addition", 0.0) == w["dropped"], w
         # over every generated sample of every round of the step
         assert g["reward/mean"] == pytest.approx(w["reward_mean"], abs=1e-6), w
-        assert g["reward/max"] == pytest.approx(w["reward_max"], abs=1e-6), w
-        assert g["reward/min"] == pytest.approx(w["reward_min"], abs=1e-6), w
+        assert g["reward/score_max"] == pytest.approx(w["reward_max"], abs=1e-6), w
+        assert g["reward/score_min"] == pytest.approx(w["reward_min"], abs=1e-6), w
         if w["kept"]:
             assert g["batch/samples"] == 2 * w["kept"], w  # the kept groups, n = 2 each
             assert g["actor/optimizer_steps"] == 1.0, w
@@ -444,9 +445,9 @@ def probe_batch(tokenizer) -> tuple[Batch, list[list[int]]]:
         pid[i, P - len(p) :], pm[i, P - len(p) :] = torch.tensor(p), True
         rid[i, : len(r)], rm[i, : len(r)] = torch.tensor(r), True
     batch = Batch.from_dict(
-        {"prompt_ids": pid, "prompt_mask": pm, "response_ids": rid, "response_mask": rm}
+        {"prompt_ids": pid, "prompt_mask": pm, "response_ids": rid, "response_mask": rm},
+        meta={"temperature": 1.0},
     )
-    batch.meta["temperature"] = 1.0
     return batch, [p + r for p, r in zip(prompts, responses)]
 
 
@@ -461,11 +462,11 @@ def vllm_run(ray_cluster, tiny_model, letters_data, tmp_path_factory) -> SimpleN
         tiny_model,
         data__train_files=f"[{letters_data.train}]",
         data__val_files=f"[{letters_data.val}]",
-        rollout__engine__engine="vllm",
+        rollout__engine="vllm",
         actor__optim__lr=2e-2,  # the tied embedding learns slower than the untied HF runs
         trainer__total_steps=8,
         trainer__prompts_per_step=4,
-        trainer__val_at_end=False,
+        validation__at_end=False,
         trainer__keep_last=1,
     )
     cfg = load_config(None, overrides)
@@ -474,21 +475,22 @@ def vllm_run(ray_cluster, tiny_model, letters_data, tmp_path_factory) -> SimpleN
     try:
         final = trainer.fit()
         batch, sequences = probe_batch(trainer.tokenizer)
-        logp = trainer.workers.compute_log_prob(batch)["old_logp"]
+        logp = trainer.workers.compute_log_prob(batch)["logp"]
         trained = [logp[i, : int(batch["response_mask"][i].sum())] for i in range(len(batch))]
-        before = trainer.ckpt.latest()
+        ckpt = trainer.state.ckpt
+        before = ckpt.latest()
 
         def write_then_fail(tmp: str) -> None:
             trainer.workers.save_checkpoint(tmp)  # the real, complete engine state ...
             raise OSError("No space left on device")  # ... but the run dies before the marker
 
         try:
-            trainer.ckpt.save(trainer.step + 1, write_then_fail)
+            ckpt.save(trainer.state.step + 1, write_then_fail)
             crash = None
         except OSError as exc:
             crash = exc
-        after = trainer.ckpt.latest()
-        listing = sorted(os.listdir(trainer.ckpt.root))
+        after = ckpt.latest()
+        listing = sorted(os.listdir(ckpt.root))
     finally:
         trainer.shutdown()
     return SimpleNamespace(
@@ -513,7 +515,7 @@ def test_grpo_raises_an_easy_reward_with_vllm(vllm_run):
     assert mean(reward[:2]) < 0.05, reward
     assert mean(reward[-2:]) > mean(reward[:2]) + 0.15, reward
     for s, r in steps.items():
-        assert r["weight_sync/probe_max_abs_diff"] <= 1e-3, (s, r)
+        assert r["weight_sync/probe_abs_diff_max"] <= 1e-3, (s, r)
         assert r["batch/samples"] == 16 and r["batch/gen_rounds"] == 1
     assert os.path.exists(os.path.join(vllm_run.run_dir, "curves.png"))
     # validated at start only: no "after" numbers (they are not the start's numbers again)
@@ -522,7 +524,8 @@ def test_grpo_raises_an_easy_reward_with_vllm(vllm_run):
 
 
 def test_crash_while_saving_keeps_the_previous_checkpoint(vllm_run, tmp_path):
-    from logics_rl.checkpoint import COMPLETE, export_checkpoint
+    from logics_rl.checkpoint import COMPLETE
+    from logics_rl.engines.train import export_checkpoint
 
     assert isinstance(vllm_run.crash, OSError)
     assert (

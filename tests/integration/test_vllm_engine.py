@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from logics_rl.config.schema import RolloutEngineConfig
+from logics_rl.config.schema import RolloutConfig, VLLMConfig
 from logics_rl.controller import Dispatch, ResourcePool, Worker, WorkerGroup, register
 from logics_rl.engines.rollout.base import Generation, Sampling
 
@@ -37,33 +37,47 @@ class VLLMHost(Worker):
         super().__init__()
         self.model_path = model_path
 
-    @register(dispatch=Dispatch.RANK_ZERO)
+    @register(dispatch=Dispatch.ONE_TO_ALL)
     def build(self) -> torch.dtype:
-        from logics_rl.engines.rollout.vllm import VLLMEngine
+        from logics_rl.engines.rollout import build_rollout_engine
 
-        cfg = RolloutEngineConfig(kv_cache_gb=0.1)
-        self.engine = VLLMEngine(self.model_path, cfg, max_model_len=MAX_MODEL_LEN, seed=0)
+        cfg = RolloutConfig(vllm=VLLMConfig(kv_cache_gb=0.1))
+        self.engine = build_rollout_engine(
+            cfg, self.model_path, max_model_len=MAX_MODEL_LEN, seed=0
+        )
         return self.engine.dtype
 
-    @register(dispatch=Dispatch.RANK_ZERO)
+    @register(dispatch=Dispatch.ONE_TO_ALL)
     def generate(self, prompts: list[list[int]], sampling: Sampling) -> Generation:
         return self.engine.generate(prompts, sampling)
 
-    @register(dispatch=Dispatch.RANK_ZERO)
+    @register(dispatch=Dispatch.ONE_TO_ALL)
     def prompt_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
         return self.engine.prompt_logprobs(sequences)
 
-    @register(dispatch=Dispatch.RANK_ZERO)
+    @register(dispatch=Dispatch.ONE_TO_ALL)
     def update_weights(self, state: dict[str, torch.Tensor]) -> dict[str, float]:
         return self.engine.update_weights(iter(state.items()))
+
+
+class OneRank:
+    """A one-worker group whose calls return that worker's result."""
+
+    def __init__(self, group: WorkerGroup):
+        self.group = group
+
+    def __getattr__(self, name: str):
+        method = getattr(self.group, name)
+        return lambda *args, **kwargs: method(*args, **kwargs)[0]
 
 
 @pytest.fixture(scope="module")
 def vllm(ray_cluster, tiny_model):
     pool = ResourcePool([1])
     group = WorkerGroup(pool, VLLMHost, tiny_model, timeout_s=300)
-    assert group.build() == torch.float32  # the CPU default
-    yield group
+    host = OneRank(group)
+    assert host.build() == torch.float32  # the CPU default
+    yield host
     group.kill()
     pool.remove()
 

@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from logics_rl.checkpoint import COMPLETE, CheckpointManager, export_checkpoint
+from logics_rl.checkpoint import COMPLETE, CheckpointManager
+from logics_rl.engines.train import export_checkpoint
 
 
 def writer(content: str, fail_after: bool = False):

@@ -9,8 +9,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from logics_rl.config.schema import SyntheticDataConfig
-from logics_rl.data.files import DataError, read_rows, write_jsonl
-from logics_rl.data.prompts import PromptSampler, load_prompts, to_batch
+from logics_rl.data.files import DataError, iter_files, iter_rows, write_jsonl
+from logics_rl.data.prompts import load_prompts, to_batch
+from logics_rl.data.sampler import EpochSampler
 from logics_rl.data.sft import collate, load_conversations, tokenize_conversation
 from logics_rl.data.synthetic import worked_addition, worked_subtraction, write_task
 
@@ -18,6 +19,10 @@ from logics_rl.data.synthetic import worked_addition, worked_subtraction, write_
 @pytest.fixture(scope="module")
 def tok(tiny_model):
     return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def read_rows(path: str) -> list[dict]:
+    return [r.data for r in iter_rows(path)]
 
 
 def jsonl(tmp_path, rows, name="d.jsonl"):
@@ -101,16 +106,40 @@ def test_file_formats(tmp_path):
         read_rows(str(tmp_path / "d.csv"))
 
 
+def test_rows_stream_with_file_and_row_numbers(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from logics_rl.data import files
+
+    big = [{"prompt": f"q{i}", "ground_truth": str(i)} for i in range(2500)]
+    pq.write_table(pa.Table.from_pylist(big), tmp_path / "big.parquet", row_group_size=700)
+    path = jsonl(
+        tmp_path, [{"prompt": "a", "ground_truth": "1"}, "", {"prompt": "b", "ground_truth": "2"}]
+    )
+    stream = iter_files([path, str(tmp_path / "big.parquet")])
+    first = next(stream)  # nothing read beyond what is asked for
+    assert (first.file, first.number, first.data["prompt"]) == (path, 1, "a")
+    second = next(stream)
+    assert second.number == 3 and second.where == f"{path} row 3"  # blank line 2 skipped
+    rest = list(stream)
+    assert [r.number for r in rest] == list(range(1, 2501))
+    assert rest[-1].data == big[-1] and len(big) > files._PARQUET_BATCH_ROWS
+    (tmp_path / "cut.parquet").write_bytes((tmp_path / "big.parquet").read_bytes()[:300])
+    with pytest.raises(DataError, match="cut.parquet: not a readable parquet file"):
+        list(iter_rows(str(tmp_path / "cut.parquet")))
+
+
 def test_sampler_epochs_and_exact_resume():
-    a = PromptSampler(5, seed=3)
+    a = EpochSampler(5, seed=3)
     first = a.take(3) + a.take(3)  # crosses the epoch boundary
     assert sorted(first[:5]) == [0, 1, 2, 3, 4] and a.epoch == 1
     state = a.state_dict()
     nxt = a.take(4)
-    b = PromptSampler(5, seed=3)
+    b = EpochSampler(5, seed=3)
     b.load_state_dict(state)
     assert b.take(4) == nxt
-    assert PromptSampler(4, seed=0, shuffle=False).take(6) == [0, 1, 2, 3, 0, 1]
+    assert EpochSampler(4, seed=0, shuffle=False).take(6) == [0, 1, 2, 3, 0, 1]
 
 
 def test_synthetic_task_is_disjoint_and_correct(tmp_path):
