@@ -15,7 +15,9 @@ def ray_cluster():
     from logics_rl.controller import init_ray
 
     # More logical CPUs than cores so that several small groups can coexist in the tests.
-    init_ray(num_cpus=max(4, os.cpu_count() or 1), log_to_driver=False)
+    # Worker output is forwarded as in a real run (pytest captures it; test_quickstart checks
+    # that the console filter of logics_rl/logs.py keeps the known start-up noise out of it).
+    init_ray(num_cpus=max(4, os.cpu_count() or 1), log_to_driver=True)
     yield ray
     ray.shutdown()
 

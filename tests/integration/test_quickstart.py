@@ -1,6 +1,7 @@
 """The embedded quickstart (``python -m logics_rl.main``) through the real stack, shortened: the
 tiny model built in the run directory, the synthetic task, SFT, HF export, GRPO with vLLM,
-math-verify in worker processes, dynamic sampling, validation, the report and the curves."""
+math-verify in worker processes, dynamic sampling, validation, the report and the curves; the
+console without the known start-up noise, which lands in run.log."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import pytest
 
 from logics_rl.checkpoint import COMPLETE
+from logics_rl.logs import BENIGN_RE
 from logics_rl.main import main
 from logics_rl.tracking import read_metrics
 
@@ -37,8 +39,20 @@ def test_quickstart_runs_end_to_end(ray_cluster, tmp_path, capsys):
         "cluster.call_timeout_s=600",
     ]
     assert main(overrides) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "mode: sft_rl" in out  # the resolved config is printed first
+
+    # the console: metrics, no known start-up noise (vLLM / torch / Ray); run.log: everything
+    console = captured.out + captured.err
+    assert not [x for x in console.splitlines() if BENIGN_RE.search(x)]
+    for step in (1, 2):
+        assert any(x.startswith(f"step {step} ") for x in out.splitlines())
+    with open(os.path.join(run_dir, "run.log"), encoding="utf-8") as fh:
+        run_log = fh.read()
+    assert "mode: sft_rl" in run_log and "held-out evaluation" in run_log
+    hidden = [x for x in run_log.splitlines() if BENIGN_RE.search(x)]
+    assert any("pid=" in x for x in hidden)  # forwarded from the workers, prefix kept
 
     with open(os.path.join(run_dir, "summary.json")) as fh:
         summary = json.load(fh)
