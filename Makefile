@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-unit demo lint clean
+.PHONY: install test test-unit demo bench-trl lint clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test-unit: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m logics_rl.main
+
+# TRL's GRPOTrainer vs logics-rl on the same GRPO work (SmolLM2-135M, CPU). TRL lives in its own
+# venv (benchmarks/.trl-venv, built on first use). ARGS: e.g. --steps 8 --rounds 2.
+bench-trl: $(STAMP)
+	$(PY) benchmarks/compare_trl.py $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check logics_rl tests benchmarks examples
