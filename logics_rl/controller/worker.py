@@ -3,6 +3,10 @@
 Rank, world size, local rank and the rendezvous address come from environment variables the
 group sets when it creates the actor, so they are known in ``__init__``. ``torch.distributed``
 is initialised on demand (gloo on CPU, nccl on GPU).
+
+On CPU the worker pins torch's intra-op threads to the CPUs of its slot in ``__init__``, before
+any engine is built: vLLM's CPU backend replaces ``torch.set_num_threads`` with a no-op once it
+has started, so a later setting would be silently ignored.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ class Worker:
         self.master_addr = env.get("MASTER_ADDR", "127.0.0.1")
         self.master_port = int(env.get("MASTER_PORT", "0"))
         self.uses_gpu = env.get("LOGICS_RL_USE_GPU", "0") == "1"
+        self.threads = int(env.get("LOGICS_RL_THREADS", "0"))  # 0: leave torch's default
+        if self.threads and not self.uses_gpu:
+            import torch
+
+            torch.set_num_threads(self.threads)
 
     def init_distributed(self, backend: str | None = None, timeout_s: float = 1800.0) -> None:
         """Join the group's ``torch.distributed`` world (idempotent)."""
@@ -73,6 +82,11 @@ class Worker:
 
     def _lrl_pid(self) -> int:
         return os.getpid()
+
+    def _lrl_threads(self) -> int:
+        import torch
+
+        return torch.get_num_threads()
 
     def _lrl_ping(self) -> bool:
         return True

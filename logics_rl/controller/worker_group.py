@@ -163,6 +163,10 @@ class WorkerGroup:
     def pids(self) -> list[int]:
         return self.call_all("_lrl_pid")
 
+    def threads(self) -> list[int]:
+        """torch's intra-op threads in each worker (pinned to the slot's CPUs on CPU)."""
+        return self.call_all("_lrl_threads")
+
     def dp_info(self, refresh: bool = False) -> list[tuple[int, int, bool]]:
         """(dp rank, dp size, collects) per rank, asked once from the workers."""
         if self._dp_info is None or refresh:
@@ -255,6 +259,7 @@ def _spawn(
             "MASTER_ADDR": master_addr,
             "MASTER_PORT": str(master_port),
             "LOGICS_RL_USE_GPU": "1" if pool.use_gpu else "0",
+            "LOGICS_RL_THREADS": str(max(1, int(pool.cpus_per_process))),
         }
         opts = pool.actor_options(slot)
         opts["runtime_env"] = {"env_vars": env_vars}

@@ -112,7 +112,9 @@ class RLTrainer:
             train_set, sampler, pad_id_of(self.tokenizer), self.prompt_width
         )
         try:
-            self.pool, self.workers = start_workers(cfg, HybridWorker, self._spec())
+            self.pool, self.workers = start_workers(
+                cfg, HybridWorker, self._spec(), console=self.console
+            )
         except BaseException:
             self.state.close()
             raise

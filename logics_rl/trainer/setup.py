@@ -92,7 +92,7 @@ def make_pool(cfg: Config):
     )
 
 
-def start_workers(cfg: Config, worker_cls: type, *args):
+def start_workers(cfg: Config, worker_cls: type, *args, console=None):
     """The resource pool and a worker group of ``worker_cls(*args)`` with ``init_model`` done.
 
     Returns ``(pool, group)``. When a worker fails to start (a constructor error, the weight-sync
@@ -106,7 +106,15 @@ def start_workers(cfg: Config, worker_cls: type, *args):
     try:
         group = WorkerGroup(pool, worker_cls, *args, timeout_s=cfg.cluster.call_timeout_s)
         group.init_model()
+        threads = sorted(set(group.threads()))
     except BaseException:
         pool.remove()  # kills the actors placed in it too
         raise
+    if console is not None:
+        where = "GPU" if pool.use_gpu else "CPU"
+        console.print(
+            f"{worker_cls.__name__}: {group.world_size} rank(s) on {where}, torch threads per "
+            f"rank {'/'.join(map(str, threads))} (cluster.cpus_per_proc)",
+            highlight=False,
+        )
     return pool, group

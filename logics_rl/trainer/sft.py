@@ -46,7 +46,14 @@ class SFTTrainer:
         self.state = RunState(cfg, run_dir, sampler, name=f"{t.name}-sft", console=self.console)
         try:
             self.pool, self.workers = start_workers(
-                cfg, SFTWorker, model_path, cfg.actor, s.optim, self.total_steps, t.seed
+                cfg,
+                SFTWorker,
+                model_path,
+                cfg.actor,
+                s.optim,
+                self.total_steps,
+                t.seed,
+                console=self.console,
             )
         except BaseException:
             self.state.close()

@@ -70,7 +70,8 @@ class InspectableHybridWorker(HybridWorker):
         module = self.actor.engine.module
         # After a no-grad forward FSDP2 keeps the root unit unsharded; edits to the sharded
         # parameters become visible only once it is resharded.
-        module.reshard()
+        if hasattr(module, "reshard"):  # FSDP-wrapped (several ranks)
+            module.reshard()
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for p in module.parameters():

@@ -1,6 +1,7 @@
 """FSDP2 training engine: ``fully_shard`` per decoder layer, gloo on CPU / nccl on GPU.
 
-- fp32 on CPU; bf16 parameters with fp32 gradient reduction on GPU (``MixedPrecisionPolicy``).
+- GPU: bf16 parameters with fp32 gradient reduction (``MixedPrecisionPolicy``). CPU: fp32, or
+  ``dtype: bfloat16`` as autocast over fp32 master weights; one CPU rank runs unwrapped.
 - With flash-attn (GPU) each micro-batch is packed into one padding-free row (varlen); with
   sdpa / eager (CPU) samples are right-padded rows with an attention mask, since a packed row
   would need a dense mask quadratic in all the micro-batch's tokens (``packing.py``).
@@ -37,11 +38,16 @@ MODEL_FILES = "hf_config"  # config + tokenizer inside a checkpoint, for offline
 
 
 class _PackedLM(nn.Module):
-    """Root FSDP unit: decoder forward on a packed row, then chunked log-probs of the targets."""
+    """Root FSDP unit: decoder forward on a packed row, then chunked log-probs of the targets.
 
-    def __init__(self, lm: nn.Module):
+    ``autocast``: the decoder's compute dtype on CPU (bfloat16 matmuls over float32 weights,
+    norms and residuals in float32); the LM head and the log-probs stay float32 either way.
+    """
+
+    def __init__(self, lm: nn.Module, autocast: torch.dtype | None = None):
         super().__init__()
         self.lm = lm
+        self.autocast = autocast
 
     def forward(
         self,
@@ -57,12 +63,13 @@ class _PackedLM(nn.Module):
         # Packed row: no attention mask and no cache, so transformers derives the sample
         # boundaries from the restarting position ids (flash-attn varlen). With a cache it
         # would silently attend across samples. Padded rows: the mask marks the valid tokens.
-        out = self.lm.model(
-            input_ids=input_ids,
-            position_ids=position_ids,
-            attention_mask=attention_mask,
-            use_cache=False,
-        )
+        with torch.autocast("cpu", dtype=self.autocast, enabled=self.autocast is not None):
+            out = self.lm.model(
+                input_ids=input_ids,
+                position_ids=position_ids,
+                attention_mask=attention_mask,
+                use_cache=False,
+            )
         hidden = out.last_hidden_state.flatten(0, 1)[predict_pos]
         return token_logprobs(
             hidden,
@@ -108,7 +115,11 @@ class FSDPEngine(TrainEngine):
         self.optimizer = self.scheduler = None
         if trainable:
             params = [p for p in self.module.parameters() if p.requires_grad]
-            self.optimizer, self.scheduler = build_optimizer(cfg.optim, params, total_steps)
+            # the fused kernel takes plain tensors; FSDP's sharded DTensors keep the default
+            fused = not any(hasattr(p, "to_local") for p in params)
+            self.optimizer, self.scheduler = build_optimizer(
+                cfg.optim, params, total_steps, fused=fused
+            )
 
     def _load_model(self) -> nn.Module:
         from transformers import AutoConfig, AutoModelForCausalLM
@@ -128,17 +139,24 @@ class FSDPEngine(TrainEngine):
         return lm.to(self.device)
 
     def _shard(self, lm: nn.Module) -> nn.Module:
-        """``fully_shard`` per decoder layer, then the root around the chunked LM head."""
+        """``fully_shard`` per decoder layer, then the root around the chunked LM head.
+
+        GPU: a lower compute dtype is FSDP2's mixed precision (bf16 parameters, fp32 gradient
+        reduction). CPU: it is autocast (fp32 master weights, norms and residuals), and one CPU
+        rank runs the plain module: there is nothing to shard, and FSDP2's per-layer parameter
+        copies cost about a tenth of a step (state-dict names and checkpoints are the same).
+        """
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        low = self.dtype if self.dtype != torch.float32 else None
         kw = {}
-        if self.dtype != torch.float32:
-            kw["mp_policy"] = MixedPrecisionPolicy(
-                param_dtype=self.dtype, reduce_dtype=torch.float32
-            )
+        if self.on_gpu and low is not None:
+            kw["mp_policy"] = MixedPrecisionPolicy(param_dtype=low, reduce_dtype=torch.float32)
+        module = _PackedLM(lm, autocast=None if self.on_gpu else low)
+        if not self.on_gpu and self.parallel.dp_size == 1:
+            return module
         for layer in lm.model.layers:
             fully_shard(layer, **kw)
-        module = _PackedLM(lm)
         # The root keeps its (small) parameters unsharded from forward to backward: the chunked
         # LM head recomputes logits from the embedding weight in the backward pass.
         fully_shard(module, reshard_after_forward=False, **kw)
@@ -219,7 +237,8 @@ class FSDPEngine(TrainEngine):
         for i, rows in enumerate(micro):
             mb = batch[rows] if rows else self._dummy(batch)
             packed = pack(*(mb[k] for k in _TRAIN_KEYS), layout=self.layout)
-            self.module.set_requires_gradient_sync(i == len(micro) - 1)
+            if hasattr(self.module, "set_requires_gradient_sync"):  # FSDP: sync on the last one
+                self.module.set_requires_gradient_sync(i == len(micro) - 1)
             lp, e = self._forward(packed, temperature, needs_entropy)
             logp_BT = packed.scatter(lp)
             ent_BT = packed.scatter(e) if needs_entropy else None

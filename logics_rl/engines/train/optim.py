@@ -31,10 +31,20 @@ def lr_lambda(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:
 
 
 def build_optimizer(
-    cfg: OptimConfig, params: Iterable[torch.nn.Parameter], total_steps: int
+    cfg: OptimConfig, params: Iterable[torch.nn.Parameter], total_steps: int, *, fused: bool = False
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over ``params`` and its schedule over ``total_steps`` optimizer steps."""
+    """AdamW over ``params`` and its schedule over ``total_steps`` optimizer steps.
+
+    ``fused``: one kernel per step over all parameters (plain CPU or CUDA tensors). On CPU the
+    default per-tensor loop takes about 2 s per step for a 135M model on two cores, the fused
+    kernel 0.1 s (measured here with 150 tensors of 0.9M each).
+    """
     optimizer = torch.optim.AdamW(
-        list(params), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay
+        list(params),
+        lr=cfg.lr,
+        betas=tuple(cfg.betas),
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        fused=fused or None,
     )
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
