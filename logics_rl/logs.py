@@ -62,6 +62,10 @@ BENIGN: tuple[str, ...] = (
     r"Inductor compilation was disabled by user settings",
     # vLLM's triton_utils touches a deprecated torch.distributed alias (its source line follows).
     r"FutureWarning: `torch\.distributed\.reduce_op` is deprecated",
+    # Weight-loading progress bars of transformers and vLLM when a worker loads its engines
+    # (one per engine start; a failed load raises, and its error passes).
+    r"^(?:\([^()]*pid=[^()]*\) )?Loading (?:weights|safetensors checkpoint shards):",
+    r"^\([^()]*pid=[^()]*\) $",  # the empty line vLLM's loading bar ends with
 )
 BENIGN_RE = re.compile("|".join(f"(?:{p})" for p in BENIGN))
 

@@ -112,10 +112,15 @@ def _fmt(v: float) -> str:
 
 
 class PhaseTimer:
-    """``with timer("generate"): ...`` accumulates seconds per phase into ``time/<phase>``."""
+    """``with timer("generate"): ...`` accumulates seconds per phase into ``time/<phase>``.
+
+    ``time/step`` is the wall time from the timer's creation to ``metrics()``; ``time/other``
+    is the part of it outside every named phase (batch assembly, metrics, the progress bar).
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.t0 = time.perf_counter()
 
     def __call__(self, phase: str):
         timer = self
@@ -131,7 +136,9 @@ class PhaseTimer:
 
     def metrics(self) -> dict[str, float]:
         out = {f"time/{k}": v for k, v in self.seconds.items()}
-        out["time/step"] = sum(self.seconds.values())
+        wall = time.perf_counter() - self.t0
+        out["time/step"] = wall
+        out["time/other"] = max(0.0, wall - sum(self.seconds.values()))
         return out
 
 

@@ -146,6 +146,10 @@ def validate(cfg: Config) -> None:
     _check(cfg.rollout.n >= 1, f"rollout.n must be >= 1, got {cfg.rollout.n}")
     _check(t.prompts_per_step >= 1, "trainer.prompts_per_step must be >= 1")
     _check(
+        t.dynamic_sampling.oversample >= 1.0,
+        f"trainer.dynamic_sampling.oversample must be >= 1 (got {t.dynamic_sampling.oversample})",
+    )
+    _check(
         t.resume in ("auto", "never") or os.path.isdir(t.resume),
         f"trainer.resume must be auto, never or an existing checkpoint directory, got {t.resume!r}",
     )

@@ -74,7 +74,7 @@ class DType(Choice):
 
 
 class Attention(Choice):
-    auto = "auto"  # flash_attention_2 on GPU when installed, else sdpa
+    auto = "auto"  # flash_attention_2 on GPU when installed, else sdpa; eager on CPU
     sdpa = "sdpa"
     eager = "eager"
     flash_attention_2 = "flash_attention_2"
@@ -211,7 +211,7 @@ class TrainEngineConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     dtype: DType = DType.auto  # auto: bf16 mixed precision on GPU, fp32 on CPU
     attn_implementation: Attention = Attention.auto
-    max_tokens_per_micro_batch: int = 8192  # packed tokens per forward/backward
+    max_tokens_per_micro_batch: int = 8192  # tokens per forward/backward (CPU: rows x longest)
     activation_checkpointing: bool = False
     logprob_chunk_size: int = 1024  # tokens per LM-head chunk (bounds float32 logits memory)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -225,6 +225,9 @@ class SamplingConfig:
     top_p: float = 1.0
     top_k: int = -1  # -1: off
     stop: list[str] = field(default_factory=list)
+    # every sample runs to rollout.max_response_length past EOS (cost benchmarks; not for
+    # training a model that should learn to stop)
+    ignore_eos: bool = False
 
 
 @dataclass
@@ -329,6 +332,10 @@ class DynamicSamplingConfig:
 
     max_gen_batches: int = 1  # generation rounds per step; <= 0 means no limit
     on_cap: OnCap = OnCap.train
+    # prompts per generation round = ceil(oversample x trainer.prompts_per_step): when filters
+    # drop about half the groups, 2.0 fills a step in one round (one engine call of 2x the
+    # prompts costs less than two calls); surplus kept groups are not trained on
+    oversample: float = 1.0
 
 
 @dataclass

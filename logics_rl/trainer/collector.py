@@ -1,13 +1,15 @@
 """``RolloutCollector``: the train batch of one RL step, from prompts to kept groups.
 
 Next prompts -> generate (n samples each) -> score -> dynamic-sampling filters, repeated until
-``prompts_per_step`` groups survive (DAPO's refill, up to ``max_gen_batches`` rounds), then cut to
-a size every data-parallel rank and mini-batch divides. The next prompt uid is part of the
+``prompts_per_step`` groups survive (DAPO's refill, up to ``max_gen_batches`` rounds, each of
+``ceil(oversample x prompts_per_step)`` prompts), then the first ``prompts_per_step`` kept groups
+cut to a size every data-parallel rank and mini-batch divides. The next prompt uid is part of the
 trainer state, so a resumed run draws the same prompts with the same uids.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -66,6 +68,7 @@ class RolloutCollector:
         """The step's scored batch (None when no group survived) and the collection metrics."""
         t, max_len = self.cfg.trainer, self.cfg.rollout.max_response_length
         target, cap = t.prompts_per_step, t.dynamic_sampling.max_gen_batches
+        per_round = math.ceil(target * t.dynamic_sampling.oversample)
         parts, reward_parts, counts, kept, rounds, gen_tokens = [], [], {}, 0, 0, 0.0
         while kept < target:
             if cap > 0 and rounds >= cap:
@@ -74,7 +77,7 @@ class RolloutCollector:
             rounds += 1
             with timer("generate"):
                 out = self.workers.generate_sequences(
-                    self.prompts.take(target).batch, self.sampling
+                    self.prompts.take(per_round).batch, self.sampling
                 )
             rollout = RolloutBatch(out)
             gen_tokens += float(rollout.response_mask.sum())

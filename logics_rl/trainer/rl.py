@@ -158,7 +158,7 @@ class RLTrainer:
         s = r.sampling
         return Sampling(
             n=r.n, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-            max_tokens=r.max_response_length, stop=list(s.stop),
+            max_tokens=r.max_response_length, stop=list(s.stop), ignore_eos=s.ignore_eos,
         )  # fmt: skip
 
     # ================================================================== the loop

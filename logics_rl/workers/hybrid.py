@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import resource
 from dataclasses import dataclass, field
 
 import torch
@@ -121,8 +122,13 @@ class HybridWorker(Worker):
 
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def sync_weights(self) -> dict[str, float]:
-        """Stream the actor's weights into the rollout engine, then run the parity probe."""
-        return self.weight_sync.sync()
+        """Stream the actor's weights into the rollout engine, then run the parity probe.
+
+        Also reports the peak resident memory of this worker process so far (max over ranks):
+        the step's generation and update have run by then."""
+        out = self.weight_sync.sync()
+        out["memory/worker_peak_rss_gb_max"] = peak_rss_gb()
+        return out
 
     # ------------------------------------------------------------------ checkpoints
     @register(dispatch=Dispatch.ONE_TO_ALL)
@@ -150,3 +156,8 @@ class HybridWorker(Worker):
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def export_hf(self, path: str) -> None:
         self.actor.export_hf(path)
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process so far, GiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

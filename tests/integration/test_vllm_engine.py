@@ -153,6 +153,15 @@ def test_max_tokens_and_stop_strings(vllm, hf):
         assert reason == ("stop" if ids[-1] == eos else "length")
 
 
+def test_ignore_eos_runs_past_eos(vllm, hf):
+    eos = eos_id(model := hf[0])
+    assert model.config.vocab_size < 1000  # the character tokenizer: EOS is drawn often
+    gen = vllm.generate([[5, 6, 7]], Sampling(n=16, max_tokens=64, ignore_eos=True))
+    assert [len(ids) for ids in gen.response_ids] == [64] * 16
+    assert set(gen.finish_reasons) == {"length"}
+    assert any(eos in ids[:-1] for ids in gen.response_ids)  # sampled EOS did not stop it
+
+
 def test_prompt_logprobs_match_hf_forward(vllm, hf):
     model, _ = hf
     seqs = [[5, 6, 7, 8, 9], list(range(60, 100)), LONG_PROMPT]

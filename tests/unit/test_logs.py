@@ -55,6 +55,9 @@ def _log_text(log: RunLog) -> str:
         "`torch.set_num_threads` after the thread binding, skip it. [repeated 3x across cluster]",
         W + "(MainProcess pid=1) WARNING [cpu.py:317] Reset SSM cache type to float32 for "
         "accelerated GDN mamba backend 'none'.",
+        "(HybridWorker pid=25371) Loading weights: 100%|##########| 24/24 [00:00<00:00, 26.2it/s]",
+        "(HybridWorker pid=25371) Loading safetensors checkpoint shards: 100% Completed | 1/1",
+        "(HybridWorker pid=25371) ",
     ],
 )
 def test_benign_lines_go_to_the_log_only(filtered, line):

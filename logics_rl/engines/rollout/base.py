@@ -22,6 +22,7 @@ class Sampling:
     top_k: int = -1
     max_tokens: int = 256
     stop: list[str] = field(default_factory=list)
+    ignore_eos: bool = False  # run to max_tokens past EOS (cost benchmarks)
 
 
 @dataclass

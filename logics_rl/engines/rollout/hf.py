@@ -74,7 +74,7 @@ class HFEngine(RolloutEngine):
                 tok = int(torch.multinomial(logp.exp(), 1, generator=gen))
             out_ids.append(tok)
             out_lps.append(float(logp[tok]))
-            if tok in self.eos_ids:
+            if tok in self.eos_ids and not s.ignore_eos:
                 reason = "stop"
                 break
             if s.stop and any(x in self.tokenizer.decode(out_ids) for x in s.stop):

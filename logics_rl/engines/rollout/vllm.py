@@ -97,6 +97,7 @@ class VLLMEngine(RolloutEngine):
             stop=list(sampling.stop) or None,
             logprobs=0,
             detokenize=bool(sampling.stop),  # stop strings need text
+            ignore_eos=sampling.ignore_eos,
         )
         outs = self.llm.generate(
             [{"prompt_token_ids": p} for p in prompt_ids], params, use_tqdm=False

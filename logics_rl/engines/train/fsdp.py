@@ -28,7 +28,14 @@ from logics_rl.engines.common import on_gpu, resolve_attn, resolve_dtype
 from logics_rl.engines.train.base import LogProbs, LossFn, ParallelInfo, TrainEngine
 from logics_rl.engines.train.logprob import token_logprobs
 from logics_rl.engines.train.optim import build_optimizer
-from logics_rl.engines.train.packing import Packed, balance, min_micro_batches, pack, sample_lengths
+from logics_rl.engines.train.packing import (
+    Packed,
+    balance,
+    length_buckets,
+    min_micro_batches,
+    pack,
+    sample_lengths,
+)
 from logics_rl.metrics import merge_weighted
 from logics_rl.models.hf import copy_tokenizer_files, save_model_files
 from logics_rl.protocol import Batch
@@ -177,13 +184,26 @@ class FSDPEngine(TrainEngine):
 
     # ------------------------------------------------------------------ micro-batches
     def _micro_batches(self, batch: Batch) -> list[list[int]]:
-        """Row indices per micro-batch; the count is agreed across ranks (max of the minimums)."""
+        """Row indices per micro-batch; the count is agreed across ranks (max of the minimums).
+
+        Packed layout: token-balanced bins of valid tokens. Padded layout (CPU): rows of similar
+        length together, the budget counting padded tokens (``packing.length_buckets``)."""
         lengths = sample_lengths(batch["prompt_mask"], batch["response_mask"]) if len(batch) else []
-        local = min_micro_batches(lengths, self.cfg.max_tokens_per_micro_batch) if lengths else 1
+        budget = self.cfg.max_tokens_per_micro_batch
+        padded = self.layout == "padded"
+        if not lengths:
+            local = 1
+        elif padded:
+            local = len(length_buckets(lengths, budget))
+        else:
+            local = min_micro_batches(lengths, budget)
         count = torch.tensor([local], dtype=torch.long, device=self.device)
         if self.parallel.dp_size > 1:
             dist.all_reduce(count, op=dist.ReduceOp.MAX)
-        return balance(lengths, int(count.item()))
+        k = int(count.item())
+        if padded and lengths:
+            return length_buckets(lengths, budget, k)
+        return balance(lengths, k)
 
     def _forward(self, packed: Packed, temperature: float, with_entropy: bool):
         return self.module(

@@ -51,6 +51,17 @@ def test_greedy_finish_reason_and_prompt_logprobs(tiny_model):
         assert abs(lp[t - 1] - float(ref[t - 1, seq[t]])) < 1e-5
 
 
+def test_ignore_eos_runs_every_sample_to_max_tokens(tiny_model):
+    eng = HFEngine(tiny_model, seed=0)
+    eng.eos_ids = set(range(eng.model.config.vocab_size))  # every token ends a sample
+    s = Sampling(n=2, temperature=1.0, max_tokens=5)
+    g = eng.generate([[5, 6]], s)
+    assert [len(r) for r in g.response_ids] == [1, 1] and g.finish_reasons == ["stop"] * 2
+    s.ignore_eos = True
+    g = eng.generate([[5, 6]], s)
+    assert [len(r) for r in g.response_ids] == [5, 5] and g.finish_reasons == ["length"] * 2
+
+
 def test_top_p_keeps_the_nucleus():
     logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
     kept = torch.isfinite(_filter(logits, -1, 0.8))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from logics_rl.engines.train.logprob import token_logprobs
-from logics_rl.engines.train.packing import balance, min_micro_batches, pack
+from logics_rl.engines.train.packing import balance, length_buckets, min_micro_batches, pack
 
 
 def layout():
@@ -120,6 +120,50 @@ def test_micro_batch_planning():
     loads = sorted(sum(lengths[i] for i in b) for b in bins)
     assert loads == [9, 8, 9] or max(loads) - min(loads) <= 2
     assert balance([4], 3) == [[0], [], []]
+
+
+def test_length_buckets_minimise_padded_tokens_plus_overhead():
+    lengths = [20, 100, 18, 98]
+    # one run: 4 x 100 + 10 = 410; {100, 98} {20, 18}: 200 + 40 + 20 = 260 (the best);
+    # {100} {98} {20, 18}: 100 + 98 + 40 + 30 = 268
+    assert length_buckets(lengths, 10_000, overhead=10) == [[1, 3], [0, 2]]
+    # a large overhead keeps one pass: 4 x 100 + 500 < 200 + 40 + 2 x 500
+    assert length_buckets(lengths, 10_000, overhead=500) == [[0, 1, 2, 3]]
+    # budget 150 forbids {100, 98} (200 padded tokens): {100} {98} {20, 18} = 268 beats
+    # {100} {98} {20} {18} = 276
+    assert length_buckets(lengths, 150, overhead=10) == [[1], [3], [0, 2]]
+    # a row longer than the budget runs alone
+    assert length_buckets([500, 3, 4], 100, overhead=10) == [[0], [1, 2]]
+
+
+def test_length_buckets_exact_count_for_data_parallel_ranks():
+    lengths = [20, 100, 18, 98]
+    runs = length_buckets(lengths, 10_000, k=3, overhead=10)
+    assert len(runs) == 3 and sorted(i for r in runs for i in r) == [0, 1, 2, 3]
+    # the costliest run ({100, 98}: 200 padded tokens) is the one split
+    assert [1] in runs and [3] in runs and [0, 2] in runs
+    runs = length_buckets([7, 5], 10_000, k=4, overhead=10)
+    assert sorted(map(tuple, runs)) == [(), (), (0,), (1,)]  # fewer rows than runs: empty ones
+    with pytest.raises(ValueError, match="3 micro-batches needed, 2 asked for"):
+        length_buckets(lengths, 150, k=2, overhead=10)
+
+
+def test_length_buckets_invariants_on_random_lengths():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        lengths = torch.randint(1, 300, (int(torch.randint(1, 80, (1,), generator=g)),),
+                                generator=g).tolist()  # fmt: skip
+        budget = int(torch.randint(100, 4000, (1,), generator=g))
+        runs = length_buckets(lengths, budget)
+        assert sorted(i for r in runs for i in r) == list(range(len(lengths)))
+        for r in runs:
+            assert len(r) == 1 or len(r) * max(lengths[i] for i in r) <= budget
+
+        # never more padded tokens + overhead than one row per pass
+        def cost(rs, lengths=lengths):
+            return sum(len(r) * max(lengths[i] for i in r) + 256 for r in rs if r)
+
+        assert cost(runs) <= cost([[i] for i in range(len(lengths))])
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.6])

@@ -9,7 +9,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from logics_rl.config.loader import load_config
+from logics_rl.config.loader import ConfigError, load_config
 from logics_rl.data.prompts import PromptRecord
 from logics_rl.data.sampler import EpochSampler
 from logics_rl.engines.rollout import Sampling
@@ -55,7 +55,9 @@ class ScriptedGroup:
         )
 
 
-def collector(truths: list[str], on_cap="train", cap=2, prompts_per_step=2, mini_batches=1):
+def collector(
+    truths: list[str], on_cap="train", cap=2, prompts_per_step=2, mini_batches=1, oversample=1.0
+):
     records = [PromptRecord([1, 2], f"q{i}", t, "src") for i, t in enumerate(truths)]
     source = PromptSource(records, EpochSampler(len(records), seed=0, shuffle=False), 0, 2)
     cfg = load_config(
@@ -66,6 +68,7 @@ def collector(truths: list[str], on_cap="train", cap=2, prompts_per_step=2, mini
             f"trainer.mini_batches_per_step={mini_batches}",
             f"trainer.dynamic_sampling.max_gen_batches={cap}",
             f"trainer.dynamic_sampling.on_cap={on_cap}",
+            f"trainer.dynamic_sampling.oversample={oversample}",
             "rollout.n=2",
         ],
     )
@@ -87,6 +90,21 @@ def test_refills_until_the_step_is_full_and_keeps_uids_running():
     assert batch["uid"].tolist() == [1, 1, 2, 2]
     assert m["filter/kept_groups"] == 2.0 and m["filter/dropped_groups"] == 2.0
     assert c.prompts.next_uid == 4
+
+
+def test_oversample_fills_the_step_in_one_round_and_trains_on_the_first_kept_groups():
+    c, _ = collector(["00", "01", "10", "11", "01", "10"], oversample=2.0)
+    batch, m = c.collect(1, PhaseTimer())
+    # one round of ceil(2 x 2) = 4 prompts: 1 and 2 kept (0 and 3 dropped)
+    assert m["batch/gen_rounds"] == 1.0 and c.workers.calls == 1
+    assert batch["uid"].tolist() == [1, 1, 2, 2] and c.prompts.next_uid == 4
+    c, _ = collector(["01", "10", "01", "10"], oversample=1.5)  # ceil(1.5 x 2) = 3 prompts
+    batch, m = c.collect(1, PhaseTimer())
+    assert c.prompts.next_uid == 3 and m["filter/kept_groups"] == 3.0
+    assert batch["uid"].tolist() == [0, 0, 1, 1]  # the surplus kept group is not trained on
+    assert m["batch/kept_groups"] == 2.0
+    with pytest.raises(ConfigError, match="oversample must be >= 1"):
+        collector(["01"], oversample=0.5)
 
 
 def test_cap_trains_on_what_was_kept_or_stops():
