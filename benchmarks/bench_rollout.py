@@ -1,6 +1,11 @@
 """Rollout throughput: vLLM engine vs HF engine on the same model and prompts.
 
     python benchmarks/bench_rollout.py [--model smollm2|PATH] [--max-tokens 256]
+    python benchmarks/bench_rollout.py --vllm-dtypes float32,bfloat16 --hf-prompts 0 --max-tokens 96
+
+``--vllm-dtypes``: vLLM runs once per listed dtype (``rollout.dtype``) on the same prompts, the
+first listed also before the others as warm-up, and the rates are compared. ``--hf-prompts 0``
+skips the HF engine.
 
 Both engines sample at temperature 1 with n samples per prompt; tokens/s counts generated tokens.
 The HF engine samples one sequence at a time (it is the deterministic fallback), so it gets fewer
@@ -35,6 +40,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--hf-prompts", type=int, default=1)
     ap.add_argument("--hf-n", type=int, default=2)
+    ap.add_argument("--vllm-dtypes", default="auto")
     a = ap.parse_args()
     from transformers import AutoTokenizer
 
@@ -52,13 +58,27 @@ def main() -> None:
     ]
     ids = [tok(t, add_special_tokens=False).input_ids for t in texts]
 
-    cfg = RolloutConfig(engine="vllm", vllm=VLLMConfig(kv_cache_gb=2.0))
-    vllm = build_rollout_engine(cfg, path, max_model_len=1024, seed=0)
-    vllm.generate(ids[:1], Sampling(n=1, max_tokens=8))  # warm-up
-    with Timer() as tv:
-        gv = vllm.generate(ids, Sampling(n=a.n, temperature=1.0, max_tokens=a.max_tokens))
-    v_tokens = sum(len(r) for r in gv.response_ids)
-    del vllm
+    print(f"machine: {machine()}")
+    print(f"model: {path}; max_tokens={a.max_tokens}")
+    v_rate = {}
+    for dtype in a.vllm_dtypes.split(","):
+        cfg = RolloutConfig(engine="vllm", dtype=dtype, vllm=VLLMConfig(kv_cache_gb=2.0))
+        vllm = build_rollout_engine(cfg, path, max_model_len=1024, seed=0)
+        vllm.generate(ids, Sampling(n=a.n, temperature=1.0, max_tokens=a.max_tokens))  # warm-up
+        with Timer() as tv:
+            gv = vllm.generate(ids, Sampling(n=a.n, temperature=1.0, max_tokens=a.max_tokens))
+        v_tokens = sum(len(r) for r in gv.response_ids)
+        v_rate[dtype] = v_tokens / tv.seconds
+        print(
+            f"vLLM {dtype}: {len(ids)} prompts x n={a.n}: {v_tokens} tokens in "
+            f"{tv.seconds:.1f} s = {v_rate[dtype]:.0f} tok/s"
+        )
+        del vllm
+    first = next(iter(v_rate))
+    for dtype, rate in list(v_rate.items())[1:]:
+        print(f"ratio vLLM {dtype} / {first}: {rate / v_rate[first]:.2f}x")
+    if a.hf_prompts <= 0:
+        return
 
     hf = build_rollout_engine(RolloutConfig(engine="hf"), path, max_model_len=1024, seed=0)
     with Timer() as th:
@@ -66,17 +86,11 @@ def main() -> None:
             ids[: a.hf_prompts], Sampling(n=a.hf_n, temperature=1.0, max_tokens=a.max_tokens)
         )
     h_tokens = sum(len(r) for r in gh.response_ids)
-
-    v_rate, h_rate = v_tokens / tv.seconds, h_tokens / th.seconds
-    print(f"machine: {machine()}")
-    print(f"model: {path}; max_tokens={a.max_tokens}")
-    print(
-        f"vLLM: {len(ids)} prompts x n={a.n}: {v_tokens} tokens in {tv.seconds:.1f} s = {v_rate:.0f} tok/s"
-    )
+    h_rate = h_tokens / th.seconds
     print(
         f"HF:   {a.hf_prompts} prompts x n={a.hf_n}: {h_tokens} tokens in {th.seconds:.1f} s = {h_rate:.1f} tok/s"
     )
-    print(f"ratio vLLM / HF: {v_rate / h_rate:.1f}x")
+    print(f"ratio vLLM {first} / HF: {v_rate[first] / h_rate:.1f}x")
 
 
 if __name__ == "__main__":

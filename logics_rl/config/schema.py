@@ -244,7 +244,7 @@ class WeightSyncConfig:
     """Train engine -> rollout engine weight sync and the parity probe that checks each sync."""
 
     bucket_mb: int = 512  # weights are reloaded bucket by bucket
-    probe_tol: float | None = None  # max |logp diff| after a sync; None: 1e-3 fp32, 0.1 bf16
+    probe_tol: float | None = None  # max |logp diff| after a sync; None: 1e-3 fp32, 1.0 bf16
     probe_sequences: int = 4  # sequences of the parity probe
     probe_length: int = 32  # tokens per probe sequence
 

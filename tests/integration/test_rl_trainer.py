@@ -41,8 +41,9 @@ from logics_rl.trainer.stages import run
 
 pytestmark = pytest.mark.integration
 
-# Keys whose values are wall-clock measurements: everything else must repeat exactly.
-TIMING = ("time/", "throughput/", "weight_sync/seconds")
+# Keys whose values are measurements of the process (wall clock, memory): everything else must
+# repeat exactly.
+TIMING = ("time/", "throughput/", "weight_sync/seconds", "memory/")
 
 
 # --------------------------------------------------------------------------- plugins of the tests
@@ -221,6 +222,14 @@ def test_grpo_raises_an_easy_reward_with_the_hf_engine(hf_reference):
     updated = [s for s in steps if "actor/pg_loss" in steps[s]]
     assert len(updated) >= 4, updated
     assert all(steps[s]["weight_sync/probe_abs_diff_max"] <= 1e-3 for s in updated)
+    # the worker's peak memory so far: never shrinks, and a process with torch loaded is >0.1 GB
+    peaks = [steps[s]["memory/worker_peak_rss_gb_max"] for s in sorted(updated)]
+    assert peaks == sorted(peaks) and 0.1 < peaks[0] < 64, peaks
+    # a step's wall time covers its phases
+    for s in updated:
+        names = ("generate", "reward", "old_logp", "ref_logp", "advantages", "update", "sync")
+        phases = sum(steps[s][f"time/{n}"] for n in names)
+        assert steps[s]["time/step"] == pytest.approx(phases + steps[s]["time/other"], abs=1e-6)
     # validation at start (step 0) and at the end (step 6)
     val = [r for r in hf_reference if "val/avg@k" in r]
     assert [r["step"] for r in val] == [0, 6] and all(r["val/prompts"] == 2 for r in val)
