@@ -24,6 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from bench_overhead import COMMON as SHORT_RUN
 from common import machine, today
 from compare_trl import RECIPE, run_logged
 
@@ -54,19 +55,9 @@ def run_point(a, label: str, length: int, group: int, ranks: int, workdir: Path)
         f"trainer.run_dir={run_dir}",
         f"trainer.total_steps={a.steps}",
         f"trainer.prompts_per_step={a.prompts}",
-        "trainer.dynamic_sampling.max_gen_batches=1",
-        "trainer.loggers=[jsonl]",
-        "trainer.progress=false",
-        "trainer.plot=false",
-        "trainer.resume=never",
-        "trainer.save_every=0",
-        "filters=[]",
-        "validation.at_start=false",
-        "validation.at_end=false",
-        "validation.every=0",
+        *SHORT_RUN,
         f"rollout.n={group}",
         f"rollout.max_response_length={length}",
-        "rollout.sampling.ignore_eos=true",
         f"cluster.procs_per_node={ranks}",
         f"cluster.cpus_per_proc={2 // ranks}",
         *a.overrides,

@@ -22,21 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import Timer, machine, peak_rss_mb, single_process_world  # noqa: E402
-
-
-def model_path(name: str) -> str:
-    if name == "smollm2":
-        from logics_rl.models.smollm2 import convert_smollm2
-
-        return convert_smollm2()
-    if name == "tiny":
-        import tempfile
-
-        from logics_rl.models.tiny import build_tiny_qwen3
-
-        return build_tiny_qwen3(tempfile.mkdtemp())
-    return name
+from common import Timer, machine, model_path, peak_rss_mb, single_process_world  # noqa: E402
 
 
 def one(path: str, seqs: int, length: int, chunk: int, layout: str) -> dict:

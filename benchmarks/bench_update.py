@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import machine, peak_rss_mb, single_process_world  # noqa: E402
+from common import machine, model_path, peak_rss_mb, single_process_world  # noqa: E402
 
 SETTINGS = ("engine-fp32", "engine-bf16", "hf-fp32", "hf-bf16")
 
@@ -50,20 +50,6 @@ def matmul_peak(dtype, n: int = 2048, reps: int = 10) -> float:
             a @ b
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 * reps / best / 1e9
-
-
-def model_path(name: str) -> str:
-    if name == "smollm2":
-        from logics_rl.models.smollm2 import convert_smollm2
-
-        return convert_smollm2()
-    if name == "tiny":
-        import tempfile
-
-        from logics_rl.models.tiny import build_tiny_qwen3
-
-        return build_tiny_qwen3(tempfile.mkdtemp())
-    return name
 
 
 def make_batch(vocab: int, seqs: int, length: int, seed: int = 0):

@@ -43,3 +43,18 @@ class Timer:
 
 def today() -> str:
     return time.strftime("%Y-%m-%d")
+
+
+def model_path(name: str) -> str:
+    """``smollm2`` (converted offline), ``tiny`` (built in a temp dir) or a HF directory."""
+    if name == "smollm2":
+        from logics_rl.models.smollm2 import convert_smollm2
+
+        return convert_smollm2()
+    if name == "tiny":
+        import tempfile
+
+        from logics_rl.models.tiny import build_tiny_qwen3
+
+        return build_tiny_qwen3(tempfile.mkdtemp())
+    return name
