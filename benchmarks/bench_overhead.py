@@ -54,6 +54,7 @@ COMMON = [
 
 def library(a, run_dir: Path) -> dict:
     shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "logics_rl.main", "--config", str(RECIPE)]
     cmd += [f"trainer.run_dir={run_dir}", f"trainer.total_steps={a.steps}", *COMMON, *a.overrides]
     run_logged(cmd, run_dir.with_suffix(".log"), dict(os.environ))
