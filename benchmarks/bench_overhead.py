@@ -79,7 +79,7 @@ def raw(a, run_dir: Path) -> dict:
     from logics_rl.workers.actor import ActorRole, UpdateSpec
 
     cfg = load_config(str(RECIPE), [f"trainer.run_dir={run_dir}", *COMMON, *a.overrides])
-    torch.set_num_threads(cfg.cluster.cpus_per_proc)
+    torch.set_num_threads(int(cfg.cluster.cpus_per_proc))
     single_process_world()
     from logics_rl.trainer.setup import resolve_model
 
