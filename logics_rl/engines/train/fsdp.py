@@ -190,19 +190,19 @@ class FSDPEngine(TrainEngine):
         length together, the budget counting padded tokens (``packing.length_buckets``)."""
         lengths = sample_lengths(batch["prompt_mask"], batch["response_mask"]) if len(batch) else []
         budget = self.cfg.max_tokens_per_micro_batch
-        padded = self.layout == "padded"
-        if not lengths:
-            local = 1
-        elif padded:
-            local = len(length_buckets(lengths, budget))
+        padded = self.layout == "padded" and bool(lengths)
+        runs = length_buckets(lengths, budget) if padded else None
+        if runs is not None:
+            local = len(runs)
         else:
-            local = min_micro_batches(lengths, budget)
+            local = min_micro_batches(lengths, budget) if lengths else 1
         count = torch.tensor([local], dtype=torch.long, device=self.device)
         if self.parallel.dp_size > 1:
             dist.all_reduce(count, op=dist.ReduceOp.MAX)
         k = int(count.item())
-        if padded and lengths:
-            return length_buckets(lengths, budget, k)
+        if runs is not None:
+            # the local cut already has k runs unless another rank needs more
+            return runs if k == len(runs) else length_buckets(lengths, budget, k)
         return balance(lengths, k)
 
     def _forward(self, packed: Packed, temperature: float, with_entropy: bool):
