@@ -14,3 +14,25 @@ class LogicsRLError(Exception):
 
 class TrainingError(LogicsRLError, RuntimeError):
     """The run cannot continue (no usable batch, a non-finite update, ...)."""
+
+
+class CheckpointError(LogicsRLError):
+    """A checkpoint cannot be written or read: names the checkpoint and the file."""
+
+
+class CheckpointCorruptError(CheckpointError):
+    """A checkpoint file does not match the manifest written with it (or is not data)."""
+
+    def __init__(self, checkpoint: str, file: str, reason: str):
+        self.checkpoint, self.file, self.reason = checkpoint, file, reason
+        super().__init__(checkpoint, file, reason)
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.checkpoint}: {self.file}: {self.reason}"
+
+    def __reduce__(self):
+        return (CheckpointCorruptError, (self.checkpoint, self.file, self.reason))
+
+
+class DiskFullError(CheckpointError):
+    """Not enough free space to write a checkpoint."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from logics_rl.checkpoint import CheckpointManager
+from logics_rl.checkpoint import CheckpointManager, read_json
 from logics_rl.config.loader import to_yaml
 from logics_rl.config.schema import Config
 from logics_rl.data.sampler import EpochSampler
@@ -40,7 +40,13 @@ class RunState:
         t = cfg.trainer
         self.cfg, self.run_dir, self.sampler, self.console = cfg, run_dir, sampler, console
         self.step = 0
-        self.ckpt = CheckpointManager(os.path.join(run_dir, "checkpoints"), t.keep_last)
+        self.ckpt = CheckpointManager(
+            os.path.join(run_dir, "checkpoints"),
+            t.keep_last,
+            prune_before_save=t.prune_before_save,
+            on_corrupt=t.on_corrupt_checkpoint.value,
+            warn=lambda msg: console.print(f"[yellow]warning:[/yellow] {msg}", highlight=False),
+        )
         self.tracker = Tracker(
             t.loggers, run_dir, project=t.project, name=name, config=asdict(cfg), console=console
         )
@@ -74,8 +80,7 @@ class RunState:
         path = self.ckpt.resume_path(self.cfg.trainer.resume)
         if path is None:
             return None
-        with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as fh:
-            state = json.load(fh)
+        state = read_json(os.path.join(path, TRAINER_STATE))
         self.sampler.load_state_dict(state["sampler"])  # first: fails fast if the data changed
         workers.load_checkpoint(path)
         self.step = int(state["step"])

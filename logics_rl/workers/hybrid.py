@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from logics_rl.batches import TrainBatch, temperature_of
+from logics_rl.checkpoint import read_json
 from logics_rl.config.schema import RolloutConfig, TrainEngineConfig
 from logics_rl.controller import Dispatch, Worker, register
 from logics_rl.engines.rollout import Sampling, build_rollout_engine
@@ -145,8 +146,7 @@ class HybridWorker(Worker):
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def load_checkpoint(self, path: str) -> None:
         self.actor.load(path)
-        with open(os.path.join(path, f"worker_rank{self.rank}.json"), encoding="utf-8") as fh:
-            state = json.load(fh)
+        state = read_json(os.path.join(path, f"worker_rank{self.rank}.json"))
         self.rollout.load_state_dict(state["rollout"])
         self.actor.load_state_dict(state["actor"])
         self.weight_sync.sync()

@@ -491,7 +491,7 @@ def vllm_run(ray_cluster, tiny_model, letters_data, tmp_path_factory) -> SimpleN
 
         def write_then_fail(tmp: str) -> None:
             trainer.workers.save_checkpoint(tmp)  # the real, complete engine state ...
-            raise OSError("No space left on device")  # ... but the run dies before the marker
+            raise OSError("Input/output error")  # ... but the run dies before the marker
 
         try:
             ckpt.save(trainer.state.step + 1, write_then_fail)

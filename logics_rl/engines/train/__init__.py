@@ -7,7 +7,6 @@ for ``actor.engine`` by its config value. A checkpoint records the engine kind t
 
 from __future__ import annotations
 
-import json
 import os
 
 from logics_rl.config.schema import TrainEngineConfig
@@ -43,16 +42,14 @@ def build_train_engine(
 
 
 def export_checkpoint(checkpoint: str, out_dir: str) -> str:
-    """Write the model of a complete checkpoint as a HF directory (one process, no Ray)."""
-    from logics_rl.checkpoint import COMPLETE
+    """Write the model of a complete, verified checkpoint as a HF directory (one process, no
+    Ray); a file that differs from the checkpoint's manifest is an error naming it."""
+    from logics_rl.checkpoint import COMPLETE, read_json, verify
 
     if not os.path.exists(os.path.join(checkpoint, COMPLETE)):
         raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no {COMPLETE} marker)")
-    marker = os.path.join(checkpoint, "engine.json")
-    if not os.path.exists(marker):
-        raise FileNotFoundError(f"{checkpoint} has no engine.json naming the engine that wrote it")
-    with open(marker, encoding="utf-8") as fh:
-        kind = json.load(fh)["engine"]
+    verify(checkpoint)  # before anything in it is opened
+    kind = read_json(os.path.join(checkpoint, "engine.json"))["engine"]
     engine_class(kind).export_offline(checkpoint, out_dir)
     return out_dir
 

@@ -9,6 +9,8 @@
 - The loss of each micro-batch is globally normalised by the caller, so gradients are summed
   across micro-batches and ranks: FSDP averages over ranks, hence the loss is scaled by dp size.
 - The LM head runs in token chunks (``logprob.py``) and only where a response token is predicted.
+- Checkpoints: model + optimizer state as per-rank safetensors shards with a JSON index
+  (``shards.py``: data only, readable at any world size), ``scheduler.json``, ``engine.json``.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from logics_rl.checkpoint import read_json
 from logics_rl.config.schema import TrainEngineConfig
 from logics_rl.engines.common import on_gpu, resolve_attn, resolve_dtype
 from logics_rl.engines.train.base import LogProbs, LossFn, ParallelInfo, TrainEngine
@@ -36,6 +38,7 @@ from logics_rl.engines.train.packing import (
     pack,
     sample_lengths,
 )
+from logics_rl.engines.train.shards import SHARDS, load_state, save_state
 from logics_rl.metrics import merge_weighted
 from logics_rl.models.hf import copy_tokenizer_files, save_model_files
 from logics_rl.protocol import Batch
@@ -298,16 +301,14 @@ class FSDPEngine(TrainEngine):
             yield name, full.detach()
 
     # ------------------------------------------------------------------ checkpoints
-    def _dcp_state(self) -> dict:
+    def _train_state(self) -> dict:
         from torch.distributed.checkpoint.state_dict import get_state_dict
 
         model_sd, optim_sd = get_state_dict(self.module, self.optimizer or [])
         return {"model": model_sd, **({"optim": optim_sd} if self.optimizer else {})}
 
     def save_checkpoint(self, path: str) -> None:
-        import torch.distributed.checkpoint as dcp
-
-        dcp.save(self._dcp_state(), checkpoint_id=os.path.join(path, "dcp"))
+        save_state(self._train_state(), os.path.join(path, SHARDS), dist.get_rank())
         if self.parallel.dp_rank == 0:
             if self.scheduler is not None:
                 with open(os.path.join(path, "scheduler.json"), "w", encoding="utf-8") as fh:
@@ -318,11 +319,9 @@ class FSDPEngine(TrainEngine):
         dist.barrier()
 
     def load_checkpoint(self, path: str) -> None:
-        import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import set_state_dict
 
-        state = self._dcp_state()
-        dcp.load(state, checkpoint_id=os.path.join(path, "dcp"))
+        state = load_state(self._train_state(), os.path.join(path, SHARDS))
         set_state_dict(
             self.module,
             self.optimizer or [],
@@ -330,8 +329,7 @@ class FSDPEngine(TrainEngine):
             optim_state_dict=state.get("optim", {}),
         )
         if self.scheduler is not None:
-            with open(os.path.join(path, "scheduler.json"), encoding="utf-8") as fh:
-                self.scheduler.load_state_dict(json.load(fh))
+            self.scheduler.load_state_dict(read_json(os.path.join(path, "scheduler.json")))
 
     def export_hf(self, path: str) -> None:
         from safetensors.torch import save_file
@@ -351,18 +349,14 @@ class FSDPEngine(TrainEngine):
 
     @classmethod
     def export_offline(cls, checkpoint: str, out_dir: str) -> None:
-        """Rebuild the sharded module's state-dict keys on one process and read DCP into it."""
-        import torch.distributed.checkpoint as dcp
+        """Rebuild the module's state-dict keys on one process and read the shards into it."""
         from safetensors.torch import save_file
         from transformers import AutoConfig, AutoModelForCausalLM
 
         files = os.path.join(checkpoint, MODEL_FILES)
         config = AutoConfig.from_pretrained(files)
         wrapper = _PackedLM(AutoModelForCausalLM.from_config(config, dtype=torch.float32))
-        state = {"model": wrapper.state_dict()}
-        with warnings.catch_warnings():  # one process on purpose: DCP warns about it regardless
-            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-            dcp.load(state, checkpoint_id=os.path.join(checkpoint, "dcp"), no_dist=True)
+        state = load_state({"model": wrapper.state_dict()}, os.path.join(checkpoint, SHARDS))
         wrapper.load_state_dict(state["model"])
         sd = {k: v.contiguous() for k, v in wrapper.lm.state_dict().items()}
         if getattr(config, "tie_word_embeddings", False):
