@@ -27,35 +27,49 @@ class WorkerError(WorkerGroupError):
 class WorkerDiedError(WorkerGroupError):
     """A worker process died (killed, crashed, out of memory) during or before a call."""
 
-    def __init__(self, rank: int, method: str, detail: str = ""):
+    def __init__(self, rank: int, method: str, detail: str = "", pid: int | None = None):
         self.rank = rank
         self.method = method
         self.detail = detail
-        super().__init__(rank, method, detail)
+        self.pid = pid
+        super().__init__(rank, method, detail, pid)
 
     def __str__(self) -> str:
-        return f"worker rank {self.rank} died while running {self.method}(): {self.detail}".rstrip(
-            ": "
-        )
+        pid = f" (pid {self.pid})" if self.pid else ""
+        head = f"worker rank {self.rank}{pid} died while running {self.method}()"
+        return f"{head}: {self.detail}" if self.detail else head
 
     def __reduce__(self):
-        return (WorkerDiedError, (self.rank, self.method, self.detail))
+        return (WorkerDiedError, (self.rank, self.method, self.detail, self.pid))
 
 
 class WorkerTimeoutError(WorkerGroupError):
     """A call did not finish within its timeout; names the ranks still running."""
 
-    def __init__(self, method: str, timeout_s: float, pending_ranks: list[int]):
+    def __init__(
+        self,
+        method: str,
+        timeout_s: float,
+        pending_ranks: list[int],
+        hint: str = "raise cluster.call_timeout_s if the work is legitimately long",
+        states: str = "",
+    ):
         self.method = method
         self.timeout_s = timeout_s
         self.pending_ranks = pending_ranks
-        super().__init__(method, timeout_s, pending_ranks)
+        self.hint = hint
+        self.states = states
+        super().__init__(method, timeout_s, pending_ranks, hint, states)
 
     def __str__(self) -> str:
+        states = f"; {self.states}" if self.states else ""
         return (
             f"{self.method}() did not finish within {self.timeout_s:g} s on ranks "
-            f"{self.pending_ranks} (raise cluster.call_timeout_s if the work is legitimately long)"
+            f"{self.pending_ranks}{states} ({self.hint})"
         )
 
     def __reduce__(self):
-        return (WorkerTimeoutError, (self.method, self.timeout_s, self.pending_ranks))
+        return (
+            WorkerTimeoutError,
+            (self.method, self.timeout_s, self.pending_ranks, self.hint, self.states),
+        )

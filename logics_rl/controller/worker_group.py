@@ -12,12 +12,21 @@ that runs on its own gets its own group in its own pool (``workers/rollout.Rollo
 
 Failures are never silent: an exception in a worker raises ``WorkerError`` (rank, traceback), or
 the library's own error type (``logics_rl.errors.LogicsRLError``) with the rank attached; a dead
-worker process raises ``WorkerDiedError``, and a call that outlives ``timeout_s`` raises
+worker process raises ``WorkerDiedError``, and a call that outlives its timeout raises
 ``WorkerTimeoutError`` naming the ranks still running.
+
+Timeouts per method: the first call of a method (start-up, compiles, vLLM's warm-up) may take
+``timeout_s``; a method that has finished before gets ``max(repeat_min_s, repeat_factor x its
+longest call so far)``, at most ``timeout_s``, so a worker that hangs in a step of known scale
+is reported in minutes, not after an hour. While a call is pending, a line every
+``heartbeat_s`` says what the driver waits for and the state of each pending rank's process
+(stopped, a zombie, or its CPU use since the last line) when it runs on this node.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from typing import Any
 
@@ -36,6 +45,7 @@ from logics_rl.errors import LogicsRLError
 from logics_rl.protocol import Batch
 
 DEFAULT_TIMEOUT_S = 3600.0
+FIRST_CALL_HINT = "raise cluster.call_timeout_s if the work is legitimately long"
 
 
 def _rendezvous() -> tuple[str, int]:
@@ -60,32 +70,115 @@ class GroupFuture:
         self.dispatch = dispatch
         self.split = split
         self.collect_ranks = collect_ranks  # ranks whose output is returned, in output order
+        self.submitted = time.monotonic()
 
     def get(self, timeout_s: float | None = None) -> Any:
         """Wait for every rank, fail fast on the first error, and collect the outputs."""
-        timeout_s = self.group.timeout_s if timeout_s is None else timeout_s
+        hint = FIRST_CALL_HINT
+        if timeout_s is None:
+            timeout_s, hint = self.group.timeout_for(self.method)
         ranks = list(range(len(self.refs)))
-        values = _wait_all(self.refs, ranks, self.method, timeout_s)
+        values = self.group._wait(self.refs, ranks, self.method, timeout_s, hint, self.submitted)
+        self.group._done(self.method, time.monotonic() - self.submitted)
         outputs = [values[r] for r in self.collect_ranks]
         return collect(outputs, self.dispatch, self.split, self.method)
 
 
-def _wait_all(refs: list[Any], ranks: list[int], method: str, timeout_s: float) -> list[Any]:
+def _wait_all(
+    refs: list[Any],
+    ranks: list[int],
+    method: str,
+    timeout_s: float,
+    *,
+    hint: str = FIRST_CALL_HINT,
+    heartbeat_s: float = 0.0,
+    pids: list[int] | None = None,
+    started: float | None = None,
+) -> list[Any]:
+    """Each rank's result in rank order; fails fast on the first error or at the timeout, and
+    prints a heartbeat line every ``heartbeat_s`` (0: none) while some rank is pending."""
     import ray
 
     index = {ref: i for i, ref in enumerate(refs)}
     out: list[Any] = [None] * len(refs)
     pending = list(refs)
-    deadline = time.monotonic() + timeout_s
+    start = time.monotonic() if started is None else started
+    deadline = start + timeout_s
+    beat = start + heartbeat_s if heartbeat_s > 0 else float("inf")
+    cpu = _cpu_seconds(pids)
     while pending:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WorkerTimeoutError(method, timeout_s, sorted(ranks[index[r]] for r in pending))
-        ready, pending = ray.wait(pending, num_returns=1, timeout=remaining)
+        now = time.monotonic()
+        if now >= deadline:
+            late = sorted(ranks[index[r]] for r in pending)
+            raise WorkerTimeoutError(method, timeout_s, late, hint, _states(late, pids, cpu))
+        if now >= beat:
+            late = sorted(ranks[index[r]] for r in pending)
+            states = _states(late, pids, cpu)
+            cpu = _cpu_seconds(pids)
+            print(
+                f"waiting {now - start:.0f} s for {method} on ranks {late}"
+                f"{'; ' + states if states else ''} (timeout {timeout_s:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            beat += heartbeat_s
+        ready, pending = ray.wait(
+            pending, num_returns=1, timeout=max(0.0, min(deadline, beat) - now)
+        )
         for ref in ready:
             i = index[ref]
-            out[i] = _get_one(ref, ranks[i], method)
+            try:
+                out[i] = _get_one(ref, ranks[i], method)
+            except WorkerDiedError as exc:
+                if pids is not None and exc.pid is None and ranks[i] < len(pids):
+                    exc.pid = pids[ranks[i]]
+                raise
     return out
+
+
+def _proc_stat(pid: int) -> tuple[str, float] | None:
+    """(state letter, CPU seconds used) of a process on this node, from /proc; None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return fields[0], (int(fields[11]) + int(fields[12])) / ticks
+
+
+def _cpu_seconds(pids: list[int] | None) -> dict[int, tuple[float, float]]:
+    """pid -> (monotonic time, CPU seconds) for the processes on this node."""
+    out = {}
+    for pid in pids or []:
+        st = _proc_stat(pid)
+        if st is not None:
+            out[pid] = (time.monotonic(), st[1])
+    return out
+
+
+def _states(ranks: list[int], pids: list[int] | None, before: dict) -> str:
+    """What each pending rank's process is doing, where /proc can tell (this node)."""
+    parts = []
+    for r in ranks:
+        if pids is None or r >= len(pids):
+            continue
+        pid = pids[r]
+        st = _proc_stat(pid)
+        if st is None:
+            continue
+        state, cpu = st
+        if state in "Tt":
+            parts.append(f"rank {r} pid {pid} is stopped (SIGSTOP; kill -CONT {pid} resumes it)")
+        elif state == "Z":
+            parts.append(f"rank {r} pid {pid} has exited (zombie)")
+        elif pid in before:
+            t0, c0 = before[pid]
+            parts.append(
+                f"rank {r} pid {pid} used {cpu - c0:.0f} s CPU in the last "
+                f"{time.monotonic() - t0:.0f} s"
+            )
+    return "; ".join(parts)
 
 
 def _get_one(ref: Any, rank: int, method: str) -> Any:
@@ -133,12 +226,21 @@ class WorkerGroup:
         worker_cls: type,
         *args: Any,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        repeat_factor: float = 10.0,
+        repeat_min_s: float = 600.0,
+        heartbeat_s: float = 60.0,
         env: dict[str, str] | None = None,
         **kwargs: Any,
     ):
         self.pool = pool
-        self.actors = _spawn(pool, worker_cls, args, kwargs, env, timeout_s)
         self.timeout_s = timeout_s
+        self.repeat_factor, self.repeat_min_s = repeat_factor, repeat_min_s
+        self.heartbeat_s = heartbeat_s
+        self._longest: dict[str, float] = {}
+        self._pids: list[int] | None = None
+        self.actors, self._pids = _spawn(
+            pool, worker_cls, args, kwargs, env, timeout_s, heartbeat_s
+        )
         self._dp_info: list[tuple[int, int, bool]] | None = None
         for name, spec in registered_methods(worker_cls).items():
             if hasattr(type(self), name):
@@ -158,10 +260,40 @@ class WorkerGroup:
         """Call any actor method (registered or not) on every rank with the same arguments."""
         refs = [getattr(a, name).remote(*args) for a in self.actors]
         ranks = list(range(self.world_size))
-        return _wait_all(refs, ranks, name, self.timeout_s if timeout_s is None else timeout_s)
+        t = self.timeout_s if timeout_s is None else timeout_s
+        return self._wait(refs, ranks, name, t, FIRST_CALL_HINT, time.monotonic())
 
     def pids(self) -> list[int]:
-        return self.call_all("_lrl_pid")
+        return list(self._pids)
+
+    def timeout_for(self, method: str) -> tuple[float, str]:
+        """The timeout of the next call of ``method`` and what to raise if it is too short."""
+        longest = self._longest.get(method)
+        if longest is None:
+            return self.timeout_s, FIRST_CALL_HINT
+        t = min(self.timeout_s, max(self.repeat_min_s, self.repeat_factor * longest))
+        if t >= self.timeout_s:
+            return self.timeout_s, FIRST_CALL_HINT
+        return t, (
+            f"its calls so far took at most {longest:.0f} s; raise "
+            "cluster.repeat_call_timeout_min_s or cluster.repeat_call_timeout_factor if the "
+            "work legitimately grew"
+        )
+
+    def _done(self, method: str, seconds: float) -> None:
+        self._longest[method] = max(seconds, self._longest.get(method, 0.0))
+
+    def _wait(self, refs, ranks, method, timeout_s, hint, started) -> list[Any]:
+        return _wait_all(
+            refs,
+            ranks,
+            method,
+            timeout_s,
+            hint=hint,
+            heartbeat_s=self.heartbeat_s,
+            pids=self._pids,
+            started=started,
+        )
 
     def threads(self) -> list[int]:
         """torch's intra-op threads in each worker (pinned to the slot's CPUs on CPU)."""
@@ -233,8 +365,10 @@ def _spawn(
     kwargs: dict[str, Any],
     env: dict[str, str] | None,
     timeout_s: float,
-) -> list[Any]:
-    """Create one actor per slot, with rank / rendezvous environment, and wait until constructed."""
+    heartbeat_s: float,
+) -> tuple[list[Any], list[int]]:
+    """Create one actor per slot, with rank / rendezvous environment, and wait until constructed;
+    returns the actors and their process ids."""
     import ray
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -265,11 +399,17 @@ def _spawn(
         opts["runtime_env"] = {"env_vars": env_vars}
         actors.append(remote_cls.options(**opts).remote(*args, **kwargs))
     # Surface constructor failures now, with the rank, rather than at the first call.
-    refs = [a._lrl_ping.remote() for a in actors]
+    refs = [a._lrl_pid.remote() for a in actors]
     try:
-        _wait_all(refs, list(range(len(actors))), f"{worker_cls.__name__}.__init__", timeout_s)
+        pids = _wait_all(
+            refs,
+            list(range(len(actors))),
+            f"{worker_cls.__name__}.__init__",
+            timeout_s,
+            heartbeat_s=heartbeat_s,
+        )
     except BaseException:
         for a in actors:  # the ranks that did start would otherwise hold their slots
             ray.kill(a, no_restart=True)
         raise
-    return actors
+    return actors, pids

@@ -104,7 +104,16 @@ def start_workers(cfg: Config, worker_cls: type, *args, console=None):
 
     pool = make_pool(cfg)
     try:
-        group = WorkerGroup(pool, worker_cls, *args, timeout_s=cfg.cluster.call_timeout_s)
+        c = cfg.cluster
+        group = WorkerGroup(
+            pool,
+            worker_cls,
+            *args,
+            timeout_s=c.call_timeout_s,
+            repeat_factor=c.repeat_call_timeout_factor,
+            repeat_min_s=c.repeat_call_timeout_min_s,
+            heartbeat_s=c.heartbeat_s,
+        )
         group.init_model()
         threads = sorted(set(group.threads()))
     except BaseException:
