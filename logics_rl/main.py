@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
+import traceback
 
 from logics_rl.logs import VERBOSE_ENV, run_console, verbose_from_env
 
@@ -53,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.argv = argv
     from rich.console import Console
 
     from logics_rl.config.loader import ConfigError, load_config, to_yaml
@@ -67,17 +70,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         console.print(to_yaml(cfg), highlight=False)
         return 0
+    from logics_rl.controller.errors import WorkerDiedError, WorkerTimeoutError
+    from logics_rl.errors import CheckpointError
     from logics_rl.trainer.stages import run
 
     ray_was_up = _ray_up()
     verbose = args.verbose or verbose_from_env()
-    with run_console(os.path.abspath(cfg.trainer.run_dir), verbose=verbose):
+    with run_console(os.path.abspath(cfg.trainer.run_dir), verbose=verbose) as log:
         console.print(to_yaml(cfg), highlight=False)
         try:
             run(cfg, console)
         except (ConfigError, DataError) as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             return 2
+        except (WorkerDiedError, WorkerTimeoutError, CheckpointError) as exc:
+            log.write_line(traceback.format_exc().rstrip("\n"))  # the whole story: log only
+            console.print(fault_report(exc, cfg.trainer.run_dir, args, log.path), highlight=False)
+            return 3
         finally:
             if not ray_was_up and _ray_up():
                 # the Ray instance this run started: its last forwarded worker lines pass the
@@ -86,6 +95,39 @@ def main(argv: list[str] | None = None) -> int:
 
                 ray.shutdown()
     return 0
+
+
+def fault_report(exc: BaseException, run_dir: str, args: argparse.Namespace, log: str) -> str:
+    """One paragraph for a fault that ended the run: what failed, the likely cause, the last
+    complete checkpoint, and the command that resumes from it."""
+    from logics_rl.checkpoint import find_latest
+    from logics_rl.controller.errors import WorkerDiedError, WorkerTimeoutError
+
+    if isinstance(exc, WorkerDiedError):
+        pid = f" (pid {exc.pid})" if exc.pid else ""
+        what = f"worker rank {exc.rank}{pid} died while running {exc.method}()."
+        if "memory" in exc.detail.lower() and "low on memory" in exc.detail.lower():
+            cause = "Cause: Ray's memory monitor killed it, the node ran low on memory."
+        else:
+            cause = (
+                "Likely cause: the process was killed with SIGKILL (the kernel's OOM killer does "
+                "this when memory runs out: see `dmesg`; also `kill -9`) or crashed."
+            )
+    elif isinstance(exc, WorkerTimeoutError):
+        what, cause = f"{exc}.", ""
+    else:
+        what, cause = f"{exc}", ""
+    found = find_latest(run_dir)
+    if found:
+        where = f"Last complete checkpoint: {found[0]} (step {found[1]})."
+        given = sys.argv[1:] if args.argv is None else args.argv
+        command = ["python", "-m", "logics_rl.main", *given]
+        command = [c for c in command if not c.startswith("trainer.resume=")]
+        resume = f"Resume from it with: {shlex.join(command)}"
+    else:
+        where, resume = "No complete checkpoint was written yet.", "Re-running starts over."
+    head = f"{what} {cause}" if cause else what
+    return f"[red]error:[/red] {head}\n{where} {resume}\nFull traceback: {log}"
 
 
 def _ray_up() -> bool:

@@ -90,6 +90,13 @@ class OnCap(Choice):
     stop = "stop"  # raise
 
 
+class OnCorrupt(Choice):
+    """What resume does when the latest checkpoint fails its manifest check."""
+
+    fallback = "fallback"  # warn, set it aside, resume from the previous complete checkpoint
+    stop = "stop"  # an error naming the file
+
+
 class Logger(Choice):
     console = "console"
     jsonl = "jsonl"
@@ -352,7 +359,9 @@ class TrainerConfig:
     dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
     save_every: int = 0  # steps; 0: only at the end
     keep_last: int = 2  # checkpoints kept
+    prune_before_save: bool = False  # short of room: drop the oldest kept checkpoint first
     resume: str = "auto"  # auto (latest complete checkpoint in run_dir) | never | a checkpoint path
+    on_corrupt_checkpoint: OnCorrupt = OnCorrupt.fallback
     loggers: list[Logger] = field(default_factory=lambda: [Logger.console, Logger.jsonl])
     progress: bool = True
     plot: bool = True  # PNG of reward / accuracy / length / entropy at the end
@@ -367,7 +376,14 @@ class ClusterConfig:
     procs_per_node: int = 1  # GPUs per node on GPU clusters; processes on CPU
     cpus_per_proc: float = 1.0
     use_gpu: bool | None = None  # None: use GPUs when the cluster has them
-    call_timeout_s: float = 3600.0  # any single worker call; a hang becomes an error
+    # Worker calls: the first call of a method (start-up, compiles) may take call_timeout_s;
+    # later ones max(repeat_call_timeout_min_s, repeat_call_timeout_factor x the longest seen),
+    # at most call_timeout_s. A call pending longer than heartbeat_s prints a line every
+    # heartbeat_s naming the method, the ranks and their process state.
+    call_timeout_s: float = 3600.0
+    repeat_call_timeout_factor: float = 10.0
+    repeat_call_timeout_min_s: float = 600.0
+    heartbeat_s: float = 60.0
 
     @property
     def world_size(self) -> int:

@@ -1,25 +1,9 @@
-"""One local Ray cluster for the whole integration session."""
+"""Integration helpers (the session's Ray cluster is in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    import ray
-
-    from logics_rl.controller import init_ray
-
-    # More logical CPUs than cores so that several small groups can coexist in the tests.
-    # Worker output is forwarded as in a real run (pytest captures it; test_quickstart checks
-    # that the console filter of logics_rl/logs.py keeps the known start-up noise out of it).
-    init_ray(num_cpus=max(4, os.cpu_count() or 1), log_to_driver=True)
-    yield ray
-    ray.shutdown()
 
 
 def _train_batch(rollout, advantages: torch.Tensor, old_logp: torch.Tensor | None):

@@ -1,0 +1,78 @@
+"""Fault-suite helpers: a small SFT run of the tiny model through ``python -m logics_rl.main``
+(real Ray, FSDP2 over gloo, real checkpoints) in a subprocess the tests can kill, starve of disk
+or tamper with."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from logics_rl.config.schema import SyntheticDataConfig
+from logics_rl.data.synthetic import write_task
+
+
+@pytest.fixture(scope="session")
+def sft_recipe(tiny_model, tmp_path_factory) -> str:
+    """A recipe: SFT of the tiny model on arithmetic, a checkpoint every step, no validation."""
+    out = tmp_path_factory.mktemp("fault_sft")
+    cfg = SyntheticDataConfig(task="arithmetic", train_size=64, val_size=4, max_digits=2, seed=3)
+    files = write_task(cfg, str(out))
+    recipe = {
+        "mode": "sft",
+        "model": {"path": tiny_model},
+        "sft": {
+            "train_files": [files["sft_train"]],
+            "max_length": 256,
+            "batch_size": 8,
+            "total_steps": 2,
+            "save_every": 1,
+            "optim": {"lr": 1e-3, "warmup_steps": 1},
+        },
+        "trainer": {"progress": False, "plot": False, "keep_last": 2},
+        "cluster": {"call_timeout_s": 600},
+    }
+    path = out / "sft.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return str(path)
+
+
+def main_command(recipe: str, run_dir: str, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "logics_rl.main",
+        "--config",
+        recipe,
+        f"trainer.run_dir={run_dir}",
+        *overrides,
+    ]
+
+
+def run_main(recipe: str, run_dir: str, *overrides: str, timeout: float = 600):
+    """Run to the end; (exit code, console output, seconds)."""
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        main_command(recipe, run_dir, *overrides),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - t0
+
+
+@pytest.fixture(scope="session")
+def main_run():
+    """``run_main`` for the tests: (exit code, console output, seconds) of a whole run."""
+    return run_main
+
+
+@pytest.fixture(scope="session")
+def main_cmd():
+    """``main_command``: the argv of ``python -m logics_rl.main`` for a recipe and run dir."""
+    return main_command

@@ -1,0 +1,92 @@
+"""A worker SIGKILLed mid-run: the user reads one paragraph, not a traceback.
+
+A real SFT run (Ray, FSDP2) in a subprocess; once it has logged step 3 (a checkpoint at every
+step), its worker process is SIGKILLed. The driver exits with code 3 within seconds, printing
+which rank and pid died in which call, the likely cause, the last complete checkpoint with its
+step, and the command that resumes; the traceback goes to run.log only; no process of the run is
+left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from logics_rl.checkpoint import find_latest, verify
+
+pytestmark = pytest.mark.faults
+
+
+def worker_pid(driver: psutil.Process, name: str) -> int | None:
+    for p in driver.children(recursive=True):
+        try:
+            if p.cmdline() and p.cmdline()[0].startswith(f"ray::{name}"):
+                return p.pid
+        except psutil.Error:
+            continue
+    return None
+
+
+def logged_steps(run_dir: str) -> int:
+    try:
+        with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
+            return max((json.loads(x).get("step", 0) for x in fh if x.strip()), default=0)
+    except (OSError, ValueError):
+        return 0
+
+
+def test_sigkill_of_the_worker_is_reported_in_one_paragraph(sft_recipe, main_cmd, tmp_path):
+    run_dir = str(tmp_path / "run")
+    cmd = main_cmd(sft_recipe, run_dir, "sft.total_steps=500")
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    driver = psutil.Process(proc.pid)
+    try:
+        deadline = time.monotonic() + 300
+        while logged_steps(run_dir) < 3:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the run did not reach step 3"
+            time.sleep(0.05)
+        pid = worker_pid(driver, "SFTWorker")
+        assert pid is not None
+        family = [p.pid for p in driver.children(recursive=True)]
+        os.kill(pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        out, _ = proc.communicate(timeout=120)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, out[-3000:]
+    assert took < 60, took
+    print(f"\nmeasured: SIGKILL of the worker -> exit 3 and the paragraph in {took:.1f} s")
+    last, step = find_latest(run_dir)
+    verify(last)
+    assert step >= 2
+    expected = (
+        f"error: worker rank 0 (pid {pid}) died while running ",
+        "Likely cause: the process was killed with SIGKILL (the kernel's OOM killer",
+        f"Last complete checkpoint: {last} (step {step}).",
+        f"Resume from it with: python -m logics_rl.main --config {sft_recipe} "
+        f"trainer.run_dir={run_dir} sft.total_steps=500",
+        f"Full traceback: {os.path.join(run_dir, 'run.log')}",
+    )
+    for text in expected:
+        assert text in out, (text, out[-3000:])
+    assert "Traceback (most recent call last)" not in out
+    with open(os.path.join(run_dir, "run.log")) as fh:
+        log = fh.read()
+    assert "Traceback (most recent call last)" in log and "WorkerDiedError" in log
+    time.sleep(2)
+    alive = [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    assert alive == [], [psutil.Process(p).cmdline()[:1] for p in alive]
