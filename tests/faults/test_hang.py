@@ -49,7 +49,10 @@ def test_a_stopped_rank_is_reported_within_the_repeat_call_timeout(ray_cluster, 
             group.work(0.05)
         took = time.monotonic() - t0
         assert 4 <= took < 8, took
-        print(f"\nmeasured: SIGSTOP of rank 1 -> WorkerTimeoutError in {took:.1f} s (timeout 4 s)")
+        with capfd.disabled():
+            print(
+                f"\nmeasured: SIGSTOP of rank 1 -> WorkerTimeoutError in {took:.1f} s (timeout 4 s)"
+            )
         msg = str(err.value)
         assert err.value.pending_ranks == [1] and "work() did not finish within 4 s" in msg
         assert f"rank 1 pid {stopped} is stopped" in msg
