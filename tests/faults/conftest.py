@@ -17,11 +17,40 @@ from logics_rl.data.synthetic import write_task
 
 
 @pytest.fixture(scope="session")
-def sft_recipe(tiny_model, tmp_path_factory) -> str:
+def task_files(tmp_path_factory) -> dict[str, str]:
+    out = tmp_path_factory.mktemp("fault_data")
+    cfg = SyntheticDataConfig(task="arithmetic", train_size=64, val_size=4, max_digits=2, seed=3)
+    return write_task(cfg, str(out))
+
+
+@pytest.fixture(scope="session")
+def rl_recipe(tiny_model, task_files, tmp_path_factory) -> str:
+    """A recipe: two GRPO steps of the tiny model (HF rollout engine), a checkpoint every step."""
+    recipe = {
+        "mode": "rl",
+        "model": {"path": tiny_model},
+        "data": {"train_files": [task_files["rl_train"]], "max_prompt_length": 128},
+        "rollout": {"engine": "hf", "n": 2, "max_response_length": 8},
+        "validation": {"at_start": False, "at_end": False},
+        "trainer": {
+            "prompts_per_step": 2,
+            "total_steps": 2,
+            "save_every": 1,
+            "progress": False,
+            "plot": False,
+        },
+        "cluster": {"call_timeout_s": 600},
+    }
+    path = tmp_path_factory.mktemp("fault_rl") / "rl.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def sft_recipe(tiny_model, task_files, tmp_path_factory) -> str:
     """A recipe: SFT of the tiny model on arithmetic, a checkpoint every step, no validation."""
     out = tmp_path_factory.mktemp("fault_sft")
-    cfg = SyntheticDataConfig(task="arithmetic", train_size=64, val_size=4, max_digits=2, seed=3)
-    files = write_task(cfg, str(out))
+    files = task_files
     recipe = {
         "mode": "sft",
         "model": {"path": tiny_model},

@@ -1,4 +1,4 @@
-"""A checkpoint cannot run code or lie (real checkpoints of a real SFT run: Ray, FSDP2).
+"""A checkpoint cannot run code or lie (real checkpoints of real SFT and GRPO runs: Ray, FSDP2).
 
 Every file of a checkpoint, found by walking the directory, is in turn
 - replaced by a pickle whose unpickling would create a marker file,
@@ -38,10 +38,11 @@ class Payload:
         return (os.system, (f"touch {self.path}",))
 
 
-@pytest.fixture(scope="module")
-def checkpoints(sft_recipe, main_run, tmp_path_factory) -> str:
-    run_dir = str(tmp_path_factory.mktemp("tamper_run"))
-    code, out, _ = main_run(sft_recipe, run_dir)
+@pytest.fixture(scope="module", params=["sft", "rl"])
+def checkpoints(request, sft_recipe, rl_recipe, main_run, tmp_path_factory) -> str:
+    run_dir = str(tmp_path_factory.mktemp(f"tamper_{request.param}"))
+    recipe = sft_recipe if request.param == "sft" else rl_recipe
+    code, out, _ = main_run(recipe, run_dir)
     assert code == 0, out[-3000:]
     root = os.path.join(run_dir, "checkpoints")
     assert sorted(os.listdir(root)) == ["step_1", "step_2"]
@@ -63,6 +64,8 @@ def test_the_checkpoint_holds_no_pickle(checkpoints):
     files = files_of(os.path.join(checkpoints, "step_2"))
     assert "shards/index.json" in files and "shards/rank00000.safetensors" in files
     assert MANIFEST in files and "trainer_state.json" in files
+    rl = "worker_rank0.json" in files
+    assert rl == ("tamper_rl" in checkpoints)  # the RL workers' RNG and counters
     for rel in files:
         with open(os.path.join(checkpoints, "step_2", rel), "rb") as fh:
             assert not fh.read(2).startswith(b"\x80"), rel  # no pickle protocol header
@@ -121,6 +124,7 @@ for rel, ckpt in cases:
     for name, read in [
         ("engine", lambda: engine.load_checkpoint(ckpt)),
         ("trainer_state", lambda: read_json(os.path.join(ckpt, "trainer_state.json"))),
+        ("worker_state", lambda: read_json(os.path.join(ckpt, "worker_rank0.json"))),
         ("export", lambda: export_checkpoint(ckpt, ckpt + "_hf")),
     ]:
         try:
@@ -159,10 +163,13 @@ def test_a_forged_manifest_still_runs_no_code(checkpoints, tiny_model, tmp_path)
         "shards/rank00000.safetensors": ("engine", "export"),
         "scheduler.json": ("engine",),
         "trainer_state.json": ("trainer_state",),
+        "worker_rank0.json": ("worker_state",),
         "engine.json": ("export",),
         "hf_config/config.json": ("export",),
     }
     for rel, readers in read_by.items():
+        if rel not in result:  # worker_rank0.json: RL checkpoints only
+            continue
         for reader in readers:
             hit = [e for e in result[rel] if e.startswith(reader + ":")]
             assert hit and rel.split("/")[-1] in hit[0], (rel, reader, result[rel])
