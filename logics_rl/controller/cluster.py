@@ -3,7 +3,8 @@
 Past one machine, start a Ray cluster (``ray start --head`` on one node, ``ray start
 --address=HEAD:6379`` on the others) and point the trainer at it with ``RAY_ADDRESS`` or
 ``ray.address`` in the config. Without an address a local Ray instance is started with the
-machine's CPUs (and GPUs).
+machine's CPUs (and GPUs), watched by ``reaper.py``: if the driver dies without shutting it
+down (SIGKILL), the processes of that instance are terminated rather than left running.
 """
 
 from __future__ import annotations
@@ -38,3 +39,6 @@ def init_ray(
             runtime_env=runtime_env,
             log_to_driver=log_to_driver,
         )
+        from logics_rl.controller.reaper import start
+
+        start()
