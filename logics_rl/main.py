@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         except (WorkerDiedError, WorkerTimeoutError, CheckpointError) as exc:
             log.write_line(traceback.format_exc().rstrip("\n"))  # the whole story: log only
-            console.print(fault_report(exc, cfg.trainer.run_dir, args, log.path), highlight=False)
+            console.print(
+                fault_report(exc, cfg.trainer.run_dir, args, log.path, cfg.trainer.max_restarts),
+                highlight=False,
+            )
             return 3
         finally:
             if not ray_was_up and _ray_up():
@@ -97,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def fault_report(exc: BaseException, run_dir: str, args: argparse.Namespace, log: str) -> str:
+def fault_report(
+    exc: BaseException, run_dir: str, args: argparse.Namespace, log: str, max_restarts: int = 0
+) -> str:
     """One paragraph for a fault that ended the run: what failed, the likely cause, the last
     complete checkpoint, and the command that resumes from it."""
     from logics_rl.checkpoint import find_latest
@@ -126,6 +131,11 @@ def fault_report(exc: BaseException, run_dir: str, args: argparse.Namespace, log
         resume = f"Resume from it with: {shlex.join(command)}"
     else:
         where, resume = "No complete checkpoint was written yet.", "Re-running starts over."
+    if isinstance(exc, (WorkerDiedError, WorkerTimeoutError)):
+        if max_restarts == 0:
+            resume += " (trainer.max_restarts=1 makes the run restart its workers by itself.)"
+        else:
+            resume += f" (after {max_restarts} restart(s): trainer.max_restarts={max_restarts})"
     head = f"{what} {cause}" if cause else what
     return f"[red]error:[/red] {head}\n{where} {resume}\nFull traceback: {log}"
 

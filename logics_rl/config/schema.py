@@ -362,6 +362,8 @@ class TrainerConfig:
     prune_before_save: bool = False  # short of room: drop the oldest kept checkpoint first
     resume: str = "auto"  # auto (latest complete checkpoint in run_dir) | never | a checkpoint path
     on_corrupt_checkpoint: OnCorrupt = OnCorrupt.fallback
+    # a worker died or hung: new workers resume from the last checkpoint, up to this many times
+    max_restarts: int = 0
     loggers: list[Logger] = field(default_factory=lambda: [Logger.console, Logger.jsonl])
     progress: bool = True
     plot: bool = True  # PNG of reward / accuracy / length / entropy at the end

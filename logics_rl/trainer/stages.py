@@ -8,11 +8,15 @@ A stage is an object with a ``name`` and ``run(ctx) -> StageOutput``; it reads t
 previous stage produced from the context and leaves its own (an HF directory) plus the held-out
 metrics it measured. The before / after report is built from the stages that ran. New stages
 (curation, evaluation, the failure-driven loop) are new entries here, not new branches.
+
+A worker that dies or hangs during a stage ends the run, or, with ``trainer.max_restarts``, the
+stage shuts its trainer down and starts a new one that resumes from its latest checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -42,15 +46,46 @@ class RunContext:
 
 
 @contextlib.contextmanager
-def _trainer(cls, ctx: RunContext, name: str):
+def _trainer(cls, ctx: RunContext, name: str, cfg: Config | None = None):
     """A stage's trainer in its run directory (``run_dir/<name>`` when several stages run),
     shut down however the stage ends."""
-    run_dir = ctx.run_dir if ctx.stages == 1 else os.path.join(ctx.run_dir, name)
-    trainer = cls(ctx.cfg, ctx.model_path, run_dir, ctx.console)
+    trainer = cls(cfg or ctx.cfg, ctx.model_path, _stage_dir(ctx, name), ctx.console)
     try:
         yield trainer
     finally:
         trainer.shutdown()
+
+
+def _stage_dir(ctx: RunContext, name: str) -> str:
+    return ctx.run_dir if ctx.stages == 1 else os.path.join(ctx.run_dir, name)
+
+
+def _with_restarts(ctx: RunContext, name: str, body):
+    """``body(cfg)``, again after a worker died or hung, up to ``trainer.max_restarts`` times:
+    the failed trainer is shut down (its workers killed, its resources released) and a new one
+    resumes from the stage's latest complete checkpoint, as a re-run of the command would."""
+    from logics_rl.checkpoint import find_latest
+    from logics_rl.controller.errors import WorkerDiedError, WorkerTimeoutError
+
+    cfg, limit = ctx.cfg, ctx.cfg.trainer.max_restarts
+    for attempt in range(limit + 1):
+        try:
+            return body(cfg)
+        except (WorkerDiedError, WorkerTimeoutError) as exc:
+            if attempt == limit:
+                raise
+            found = find_latest(os.path.join(_stage_dir(ctx, name), "checkpoints"))
+            if found:
+                cfg = dataclasses.replace(
+                    cfg, trainer=dataclasses.replace(cfg.trainer, resume=found[0])
+                )
+            where = f"step {found[1]} ({found[0]})" if found else "the start (no checkpoint yet)"
+            ctx.console.print(
+                f"[yellow]{name}: {str(exc).splitlines()[0]}; restart {attempt + 1} of {limit}: "
+                f"new workers, resuming from {where}[/yellow]",
+                highlight=False,
+            )
+    raise AssertionError("unreachable")
 
 
 class SFTStage:
@@ -59,9 +94,12 @@ class SFTStage:
     def run(self, ctx: RunContext) -> StageOutput:
         from logics_rl.trainer.sft import SFTTrainer
 
-        with _trainer(SFTTrainer, ctx, self.name) as trainer:
-            metrics = trainer.fit()
-            hf = trainer.export_hf(os.path.join(trainer.run_dir, "hf"))
+        def body(cfg: Config) -> tuple[dict[str, float], str]:
+            with _trainer(SFTTrainer, ctx, self.name, cfg) as trainer:
+                metrics = trainer.fit()
+                return metrics, trainer.export_hf(os.path.join(trainer.run_dir, "hf"))
+
+        metrics, hf = _with_restarts(ctx, self.name, body)
         ctx.console.print(f"SFT model exported to {hf}")
         return StageOutput(hf, metrics)
 
@@ -72,8 +110,11 @@ class RLStage:
     def run(self, ctx: RunContext) -> StageOutput:
         from logics_rl.trainer.rl import RLTrainer
 
-        with _trainer(RLTrainer, ctx, self.name) as trainer:
-            after = trainer.fit()
+        def body(cfg: Config):
+            with _trainer(RLTrainer, ctx, self.name, cfg) as trainer:
+                return trainer, trainer.fit()
+
+        trainer, after = _with_restarts(ctx, self.name, body)
         two = ctx.stages > 1
         before_title = "SFT (stage one)" if two else "initial policy"
         after_title = "SFT + RL (stage two)" if two else "after RL"

@@ -105,3 +105,44 @@ def main_run():
 def main_cmd():
     """``main_command``: the argv of ``python -m logics_rl.main`` for a recipe and run dir."""
     return main_command
+
+
+REFERENCE = ("sft.total_steps=8", "sft.save_every=2")
+
+
+@pytest.fixture(scope="session")
+def sft_reference(sft_recipe, tmp_path_factory) -> str:
+    """The run dir of an uninterrupted SFT run with the ``REFERENCE`` settings."""
+    run_dir = str(tmp_path_factory.mktemp("sft_reference") / "run")
+    code, out, _ = run_main(sft_recipe, run_dir, *REFERENCE)
+    assert code == 0, out[-3000:]
+    return run_dir
+
+
+def same_run(got_dir: str, want_dir: str) -> None:
+    """Every metric value (timings aside) and the final weights, bit for bit."""
+    import json
+
+    from safetensors.torch import load_file
+
+    def rows(d: str) -> list[dict]:
+        with open(os.path.join(d, "metrics.jsonl")) as fh:
+            rows = [json.loads(x) for x in fh if x.strip()]
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+    assert rows(got_dir) == rows(want_dir)
+    got = load_file(os.path.join(got_dir, "hf", "model.safetensors"))
+    want = load_file(os.path.join(want_dir, "hf", "model.safetensors"))
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k].equal(want[k]), k
+
+
+@pytest.fixture(scope="session")
+def reference_settings():
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def assert_same_run():
+    return same_run

@@ -17,7 +17,6 @@ import time
 
 import psutil
 import pytest
-from safetensors.torch import load_file
 
 pytestmark = pytest.mark.faults
 
@@ -29,13 +28,9 @@ def rows_of(run_dir: str) -> list[dict]:
 
 
 def test_driver_sigkill_then_rerun_equals_the_uninterrupted_run(
-    sft_recipe, main_cmd, main_run, tmp_path
+    sft_recipe, sft_reference, reference_settings, assert_same_run, main_cmd, main_run, tmp_path
 ):
-    settings = ("sft.total_steps=8", "sft.save_every=2")
-    ref_dir = str(tmp_path / "uninterrupted")
-    code, out, _ = main_run(sft_recipe, ref_dir, *settings)
-    assert code == 0, out[-3000:]
-
+    settings = reference_settings
     run_dir = str(tmp_path / "killed")
     cmd = main_cmd(sft_recipe, run_dir, *settings)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,12 +65,7 @@ def test_driver_sigkill_then_rerun_equals_the_uninterrupted_run(
     code, out, _ = main_run(sft_recipe, run_dir, *settings)
     assert code == 0, out[-3000:]
     assert f"resumed from {run_dir}/checkpoints/step_4 at step 4" in out
-    assert rows_of(run_dir) == rows_of(ref_dir)
-    got = load_file(os.path.join(run_dir, "hf", "model.safetensors"))
-    want = load_file(os.path.join(ref_dir, "hf", "model.safetensors"))
-    assert got.keys() == want.keys()
-    for k in want:
-        assert got[k].equal(want[k]), k
+    assert_same_run(run_dir, sft_reference)
 
 
 def _rows_or_empty(run_dir: str) -> list[dict]:

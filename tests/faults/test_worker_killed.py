@@ -1,4 +1,6 @@
-"""A worker SIGKILLed mid-run: the user reads one paragraph, not a traceback.
+"""A worker SIGKILLed mid-run: the user reads one paragraph, not a traceback; with
+``trainer.max_restarts=1`` the run restarts its workers itself and ends exactly where the
+uninterrupted run ends.
 
 A real SFT run (Ray, FSDP2) in a subprocess; once it has logged step 3 (a checkpoint at every
 step), its worker process is SIGKILLed. The driver exits with code 3 within seconds, printing
@@ -76,6 +78,7 @@ def test_sigkill_of_the_worker_is_reported_in_one_paragraph(sft_recipe, main_cmd
     expected = (
         f"error: worker rank 0 (pid {pid}) died while running ",
         "Likely cause: the process was killed with SIGKILL (the kernel's OOM killer",
+        "(trainer.max_restarts=1 makes the run restart its workers by itself.)",
         f"Last complete checkpoint: {last} (step {step}).",
         f"Resume from it with: python -m logics_rl.main --config {sft_recipe} "
         f"trainer.run_dir={run_dir} sft.total_steps=500",
@@ -90,3 +93,36 @@ def test_sigkill_of_the_worker_is_reported_in_one_paragraph(sft_recipe, main_cmd
     time.sleep(2)
     alive = [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
     assert alive == [], [psutil.Process(p).cmdline()[:1] for p in alive]
+
+
+def test_max_restarts_recovers_and_equals_the_uninterrupted_run(
+    sft_recipe, sft_reference, reference_settings, assert_same_run, main_cmd, tmp_path
+):
+    run_dir = str(tmp_path / "run")
+    cmd = main_cmd(sft_recipe, run_dir, *reference_settings, "trainer.max_restarts=1")
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    driver = psutil.Process(proc.pid)
+    try:
+        deadline = time.monotonic() + 300
+        while logged_steps(run_dir) < 5:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the run did not reach step 5"
+            time.sleep(0.05)
+        pid = worker_pid(driver, "SFTWorker")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert f"sft: worker rank 0 (pid {pid}) died while running " in out
+    assert "restart 1 of 1: new workers, resuming from step 4" in out
+    assert f"resumed from {run_dir}/checkpoints/step_4 at step 4" in out
+    assert_same_run(run_dir, sft_reference)

@@ -279,6 +279,7 @@ PINNED = {
     "trainer.keep_last": 2,
     "trainer.prune_before_save": False,
     "trainer.on_corrupt_checkpoint": "fallback",
+    "trainer.max_restarts": 0,
     "trainer.resume": "auto",
     "trainer.loggers": ["console", "jsonl"],
     "trainer.progress": True,
