@@ -1,6 +1,7 @@
 """How an RL step's cost grows with the work: response length, group size, train ranks.
 
-    python benchmarks/bench_scale.py [--points all|len|group|ranks] [--prompts 2] [--steps 2]
+    python benchmarks/bench_scale.py [--points all|len|group|ranks] [--only LABELS] [--prompts 2]
+                                     [--steps 2]
 
 Each point is a short real run of ``recipes/smollm2_arith_cpu.yaml`` through
 ``python -m logics_rl.main`` (Ray, vLLM CPU, FSDP2) with ``rollout.sampling.ignore_eos=true``, so
@@ -83,6 +84,7 @@ def run_point(a, label: str, length: int, group: int, ranks: int, workdir: Path)
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", default="all", choices=["all", "len", "group", "ranks"])
+    ap.add_argument("--only", default="", help="comma-separated point labels, e.g. 'len 1024'")
     ap.add_argument("--prompts", type=int, default=2, help="prompts per step")
     ap.add_argument("--steps", type=int, default=2, help="steps per point; the last is timed")
     ap.add_argument("--workdir", default=str(HERE / ".scale-runs"))
@@ -92,7 +94,10 @@ def main() -> None:
     workdir = Path(a.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []
+    only = {x.strip() for x in a.only.split(",") if x.strip()}
     for label, length, group, ranks in points(a.points):
+        if only and label not in only:
+            continue
         rows.append(run_point(a, label, length, group, ranks, workdir))
         r = rows[-1]
         print(f"{label}: {r['step_s']:.1f} s/step", flush=True)

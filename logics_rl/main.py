@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(to_yaml(cfg), highlight=False)
         return 0
     from logics_rl.controller.errors import WorkerDiedError, WorkerTimeoutError
-    from logics_rl.errors import CheckpointError
+    from logics_rl.errors import CheckpointError, TrainingError
     from logics_rl.trainer.stages import run
 
     ray_was_up = _ray_up()
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         except (ConfigError, DataError) as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             return 2
-        except (WorkerDiedError, WorkerTimeoutError, CheckpointError) as exc:
+        except (WorkerDiedError, WorkerTimeoutError, CheckpointError, TrainingError) as exc:
             log.write_line(traceback.format_exc().rstrip("\n"))  # the whole story: log only
             console.print(
                 fault_report(exc, cfg.trainer.run_dir, args, log.path, cfg.trainer.max_restarts),
@@ -111,7 +111,7 @@ def fault_report(
     if isinstance(exc, WorkerDiedError):
         pid = f" (pid {exc.pid})" if exc.pid else ""
         what = f"worker rank {exc.rank}{pid} died while running {exc.method}()."
-        if "memory" in exc.detail.lower() and "low on memory" in exc.detail.lower():
+        if "low on memory" in exc.detail:
             cause = "Cause: Ray's memory monitor killed it, the node ran low on memory."
         else:
             cause = (
@@ -133,9 +133,9 @@ def fault_report(
         where, resume = "No complete checkpoint was written yet.", "Re-running starts over."
     if isinstance(exc, (WorkerDiedError, WorkerTimeoutError)):
         if max_restarts == 0:
-            resume += " (trainer.max_restarts=1 makes the run restart its workers by itself.)"
+            resume += "\n(trainer.max_restarts=1 makes the run restart its workers by itself.)"
         else:
-            resume += f" (after {max_restarts} restart(s): trainer.max_restarts={max_restarts})"
+            resume += f"\n(after {max_restarts} restart(s): trainer.max_restarts={max_restarts})"
     head = f"{what} {cause}" if cause else what
     return f"[red]error:[/red] {head}\n{where} {resume}\nFull traceback: {log}"
 

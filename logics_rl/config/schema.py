@@ -97,6 +97,13 @@ class OnCorrupt(Choice):
     stop = "stop"  # an error naming the file
 
 
+class OnNonFinite(Choice):
+    """What a step whose loss or gradient is NaN / inf does (its optimizer step is never applied)."""
+
+    skip = "skip"  # count it and go on, up to trainer.max_nonfinite_steps over the run
+    stop = "stop"  # an error at the first one
+
+
 class Logger(Choice):
     console = "console"
     jsonl = "jsonl"
@@ -364,6 +371,8 @@ class TrainerConfig:
     on_corrupt_checkpoint: OnCorrupt = OnCorrupt.fallback
     # a worker died or hung: new workers resume from the last checkpoint, up to this many times
     max_restarts: int = 0
+    on_nonfinite: OnNonFinite = OnNonFinite.skip
+    max_nonfinite_steps: int = 3  # skipped optimizer steps tolerated over the run (skip policy)
     loggers: list[Logger] = field(default_factory=lambda: [Logger.console, Logger.jsonl])
     progress: bool = True
     plot: bool = True  # PNG of reward / accuracy / length / entropy at the end

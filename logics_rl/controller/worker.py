@@ -83,6 +83,10 @@ class Worker:
     def _lrl_pid(self) -> int:
         return os.getpid()
 
+    def _lrl_where(self) -> tuple[str, int]:
+        """(node IP, process id)."""
+        return node_ip(), os.getpid()
+
     def _lrl_threads(self) -> int:
         import torch
 

@@ -131,7 +131,7 @@ def _wait_all(
                 out[i] = _get_one(ref, ranks[i], method)
             except WorkerDiedError as exc:
                 if pids is not None and exc.pid is None and ranks[i] < len(pids):
-                    exc.pid = pids[ranks[i]]
+                    exc.pid = pids[ranks[i]] if pids[ranks[i]] >= 0 else None
                 raise
     return out
 
@@ -151,7 +151,7 @@ def _cpu_seconds(pids: list[int] | None) -> dict[int, tuple[float, float]]:
     """pid -> (monotonic time, CPU seconds) for the processes on this node."""
     out = {}
     for pid in pids or []:
-        st = _proc_stat(pid)
+        st = _proc_stat(pid) if pid >= 0 else None
         if st is not None:
             out[pid] = (time.monotonic(), st[1])
     return out
@@ -161,7 +161,7 @@ def _states(ranks: list[int], pids: list[int] | None, before: dict) -> str:
     """What each pending rank's process is doing, where /proc can tell (this node)."""
     parts = []
     for r in ranks:
-        if pids is None or r >= len(pids):
+        if pids is None or r >= len(pids) or pids[r] < 0:
             continue
         pid = pids[r]
         st = _proc_stat(pid)
@@ -183,10 +183,12 @@ def _states(ranks: list[int], pids: list[int] | None, before: dict) -> str:
 
 def _get_one(ref: Any, rank: int, method: str) -> Any:
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
 
     try:
         return ray.get(ref)
+    except OutOfMemoryError as exc:  # Ray's memory monitor killed the worker process
+        raise WorkerDiedError(rank, method, _short(exc)) from None
     except RayTaskError as exc:
         cause = getattr(exc, "cause", None)
         if isinstance(cause, WorkerError):
@@ -237,10 +239,9 @@ class WorkerGroup:
         self.repeat_factor, self.repeat_min_s = repeat_factor, repeat_min_s
         self.heartbeat_s = heartbeat_s
         self._longest: dict[str, float] = {}
-        self._pids: list[int] | None = None
-        self.actors, self._pids = _spawn(
-            pool, worker_cls, args, kwargs, env, timeout_s, heartbeat_s
-        )
+        self.actors, where = _spawn(pool, worker_cls, args, kwargs, env, timeout_s, heartbeat_s)
+        self._nodes = [ip for ip, _ in where]
+        self._pids = [pid for _, pid in where]
         self._dp_info: list[tuple[int, int, bool]] | None = None
         for name, spec in registered_methods(worker_cls).items():
             if hasattr(type(self), name):
@@ -265,6 +266,11 @@ class WorkerGroup:
 
     def pids(self) -> list[int]:
         return list(self._pids)
+
+    def _local_pids(self) -> list[int]:
+        """Per rank, the pid when the rank runs on this node (its /proc is readable), else -1."""
+        here = node_ip()
+        return [pid if ip == here else -1 for ip, pid in zip(self._nodes, self._pids)]
 
     def timeout_for(self, method: str) -> tuple[float, str]:
         """The timeout of the next call of ``method`` and what to raise if it is too short."""
@@ -291,7 +297,7 @@ class WorkerGroup:
             timeout_s,
             hint=hint,
             heartbeat_s=self.heartbeat_s,
-            pids=self._pids,
+            pids=self._local_pids(),
             started=started,
         )
 
@@ -366,9 +372,9 @@ def _spawn(
     env: dict[str, str] | None,
     timeout_s: float,
     heartbeat_s: float,
-) -> tuple[list[Any], list[int]]:
+) -> tuple[list[Any], list[tuple[str, int]]]:
     """Create one actor per slot, with rank / rendezvous environment, and wait until constructed;
-    returns the actors and their process ids."""
+    returns the actors and where each runs (node IP, process id)."""
     import ray
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -399,9 +405,9 @@ def _spawn(
         opts["runtime_env"] = {"env_vars": env_vars}
         actors.append(remote_cls.options(**opts).remote(*args, **kwargs))
     # Surface constructor failures now, with the rank, rather than at the first call.
-    refs = [a._lrl_pid.remote() for a in actors]
+    refs = [a._lrl_where.remote() for a in actors]
     try:
-        pids = _wait_all(
+        where = _wait_all(
             refs,
             list(range(len(actors))),
             f"{worker_cls.__name__}.__init__",
@@ -412,4 +418,4 @@ def _spawn(
         for a in actors:  # the ranks that did start would otherwise hold their slots
             ray.kill(a, no_restart=True)
         raise
-    return actors, pids
+    return actors, where

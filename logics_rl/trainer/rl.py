@@ -54,7 +54,6 @@ from logics_rl.config.schema import Config
 from logics_rl.data.prompts import load_prompts, to_batch
 from logics_rl.data.sampler import EpochSampler
 from logics_rl.engines.rollout import Sampling
-from logics_rl.errors import TrainingError
 from logics_rl.filters import build_filters
 from logics_rl.metrics import merge_weighted
 from logics_rl.registry import check_params
@@ -250,14 +249,8 @@ class RLTrainer:
 
     def _update(self, train: TrainBatch) -> dict[str, float]:
         out = merge_weighted([(m, 1.0) for m in self.workers.update_actor(train.batch)])
-        bad = [k for k in ("actor/pg_loss", "actor/grad_norm") if not math.isfinite(out.get(k, 0))]
-        if bad:
-            raise TrainingError(
-                f"step {self.state.step}: non-finite {bad} ({ {k: out[k] for k in bad} }); the "
-                "optimizer steps with a non-finite gradient norm were skipped, earlier "
-                "mini-batches of this step were applied; the last good checkpoint is "
-                f"{self.state.latest_checkpoint()}"
-            )
+        skipped = out.get("actor/skipped_steps", 0.0)
+        self.state.check_finite(out, ("actor/pg_loss", "actor/grad_norm"), skipped)
         return out
 
     def _sync(self) -> dict[str, float]:

@@ -10,6 +10,7 @@ and drops metrics an interrupted run logged after the checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict
 from typing import Any
@@ -18,8 +19,9 @@ from rich.console import Console
 
 from logics_rl.checkpoint import CheckpointManager, read_json
 from logics_rl.config.loader import to_yaml
-from logics_rl.config.schema import Config
+from logics_rl.config.schema import Config, OnNonFinite
 from logics_rl.data.sampler import EpochSampler
+from logics_rl.errors import TrainingError
 from logics_rl.tracking import Tracker, plot_curves
 
 TRAINER_STATE = "trainer_state.json"
@@ -40,6 +42,7 @@ class RunState:
         t = cfg.trainer
         self.cfg, self.run_dir, self.sampler, self.console = cfg, run_dir, sampler, console
         self.step = 0
+        self.nonfinite_steps = 0  # optimizer steps skipped for a non-finite loss or gradient
         self.ckpt = CheckpointManager(
             os.path.join(run_dir, "checkpoints"),
             t.keep_last,
@@ -60,7 +63,12 @@ class RunState:
 
     def save(self, workers, extra: dict[str, Any] | None = None) -> str:
         """An atomic checkpoint of the workers and the trainer state (plus ``extra``)."""
-        state = {"step": self.step, "sampler": self.sampler.state_dict(), **(extra or {})}
+        state = {
+            "step": self.step,
+            "sampler": self.sampler.state_dict(),
+            "nonfinite_steps": self.nonfinite_steps,
+            **(extra or {}),
+        }
 
         def write(tmp: str) -> None:
             workers.save_checkpoint(tmp)
@@ -84,9 +92,45 @@ class RunState:
         self.sampler.load_state_dict(state["sampler"])  # first: fails fast if the data changed
         workers.load_checkpoint(path)
         self.step = int(state["step"])
+        self.nonfinite_steps = int(state.get("nonfinite_steps", 0))
         rows = self.tracker.truncate_after(self.step)
         self.console.print(f"resumed from {path} at step {self.step}")
         return state, rows
+
+    def check_finite(
+        self, metrics: dict[str, float], keys: tuple[str, ...], skipped: float
+    ) -> None:
+        """Apply ``trainer.on_nonfinite`` to this step's update.
+
+        ``keys`` name the loss and gradient-norm metrics; ``skipped`` is how many optimizer steps
+        the engine skipped because the gradient norm was not finite (it never applies one).
+        ``skip`` counts them and goes on until more than ``trainer.max_nonfinite_steps`` were
+        skipped over the run; ``stop`` raises at the first. Adds ``train/nonfinite_steps``."""
+        bad = [k for k in keys if not math.isfinite(metrics.get(k, 0.0))]
+        if bad or skipped:
+            t = self.cfg.trainer
+            self.nonfinite_steps += max(1, int(skipped))
+            what = (
+                f"step {self.step}: non-finite {', '.join(bad) or 'gradient'}; "
+                f"{int(skipped)} optimizer step(s) skipped (the weights did not move on them)"
+            )
+            limit = t.max_nonfinite_steps
+            if t.on_nonfinite == OnNonFinite.stop or self.nonfinite_steps > limit:
+                why = (
+                    "trainer.on_nonfinite=stop"
+                    if t.on_nonfinite == OnNonFinite.stop
+                    else f"{self.nonfinite_steps} so far, over trainer.max_nonfinite_steps={limit}"
+                )
+                raise TrainingError(
+                    f"{what}; stopping ({why}); the last good checkpoint is "
+                    f"{self.latest_checkpoint()}"
+                )
+            self.console.print(
+                f"[yellow]warning:[/yellow] {what}; going on ({self.nonfinite_steps} of "
+                f"trainer.max_nonfinite_steps={limit})",
+                highlight=False,
+            )
+        metrics["train/nonfinite_steps"] = float(self.nonfinite_steps)
 
     def latest_checkpoint(self) -> str | None:
         return self.ckpt.latest()

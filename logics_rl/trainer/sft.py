@@ -19,7 +19,6 @@ from logics_rl.batches import LOSS_MASK
 from logics_rl.config.schema import Config
 from logics_rl.data.sampler import EpochSampler
 from logics_rl.data.sft import collate, load_conversations
-from logics_rl.errors import TrainingError
 from logics_rl.tracking import PhaseTimer
 from logics_rl.trainer.run_state import RunState
 from logics_rl.trainer.setup import report_data, start_workers
@@ -106,11 +105,8 @@ class SFTTrainer:
             "actor/lr": per_rank[0]["lr"],
             "sft/tokens": float(tokens),
         }
-        if not math.isfinite(out["sft/loss"]) or not math.isfinite(out["actor/grad_norm"]):
-            raise TrainingError(
-                f"SFT step {self.state.step}: non-finite loss or gradient; the update was not "
-                f"applied; last good checkpoint: {self.state.latest_checkpoint()}"
-            )
+        skipped = per_rank[0].get("skipped_steps", 0.0)
+        self.state.check_finite(out, ("sft/loss", "actor/grad_norm"), skipped)
         return out
 
     def validate(self) -> dict[str, float]:

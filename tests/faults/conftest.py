@@ -82,7 +82,7 @@ def main_command(recipe: str, run_dir: str, *overrides: str) -> list[str]:
     ]
 
 
-def run_main(recipe: str, run_dir: str, *overrides: str, timeout: float = 600):
+def run_main(recipe: str, run_dir: str, *overrides: str, timeout: float = 600, env=None):
     """Run to the end; (exit code, console output, seconds)."""
     t0 = time.monotonic()
     proc = subprocess.run(
@@ -90,7 +90,7 @@ def run_main(recipe: str, run_dir: str, *overrides: str, timeout: float = 600):
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "400"},
+        env={**os.environ, "COLUMNS": "2000", **(env or {})},
     )
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - t0
 

@@ -24,10 +24,12 @@ from logics_rl.checkpoint import find_latest, verify
 pytestmark = pytest.mark.faults
 
 
-def worker_pid(driver: psutil.Process, name: str) -> int | None:
+def worker_pid(driver: psutil.Process, name: str, rank: int = 0) -> int | None:
+    """The pid of the run's ``name`` actor of ``rank`` (its environment carries RANK)."""
     for p in driver.children(recursive=True):
         try:
-            if p.cmdline() and p.cmdline()[0].startswith(f"ray::{name}"):
+            cmd = p.cmdline()
+            if cmd and cmd[0].startswith(f"ray::{name}") and p.environ().get("RANK") == str(rank):
                 return p.pid
         except psutil.Error:
             continue
@@ -42,15 +44,18 @@ def logged_steps(run_dir: str) -> int:
         return 0
 
 
-def test_sigkill_of_the_worker_is_reported_in_one_paragraph(sft_recipe, main_cmd, tmp_path):
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_sigkill_of_the_worker_is_reported_in_one_paragraph(sft_recipe, main_cmd, tmp_path, ranks):
+    """One rank: it is killed; two ranks (one CPU each): rank 1 is killed."""
     run_dir = str(tmp_path / "run")
-    cmd = main_cmd(sft_recipe, run_dir, "sft.total_steps=500")
+    layout = [f"cluster.procs_per_node={ranks}", f"cluster.cpus_per_proc={2 // ranks}"]
+    cmd = main_cmd(sft_recipe, run_dir, "sft.total_steps=500", *layout)
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "COLUMNS": "400"},
+        env={**os.environ, "COLUMNS": "2000"},
     )
     driver = psutil.Process(proc.pid)
     try:
@@ -59,7 +64,8 @@ def test_sigkill_of_the_worker_is_reported_in_one_paragraph(sft_recipe, main_cmd
             assert proc.poll() is None, proc.stdout.read()[-3000:]
             assert time.monotonic() < deadline, "the run did not reach step 3"
             time.sleep(0.05)
-        pid = worker_pid(driver, "SFTWorker")
+        victim = ranks - 1
+        pid = worker_pid(driver, "SFTWorker", victim)
         assert pid is not None
         family = [p.pid for p in driver.children(recursive=True)]
         os.kill(pid, signal.SIGKILL)
@@ -71,17 +77,19 @@ def test_sigkill_of_the_worker_is_reported_in_one_paragraph(sft_recipe, main_cmd
             proc.kill()
     assert proc.returncode == 3, out[-3000:]
     assert took < 60, took
-    print(f"\nmeasured: SIGKILL of the worker -> exit 3 and the paragraph in {took:.1f} s")
+    print(
+        f"\nmeasured: SIGKILL of rank {victim} of {ranks} -> exit 3, the paragraph in {took:.1f} s"
+    )
     last, step = find_latest(run_dir)
     verify(last)
     assert step >= 2
     expected = (
-        f"error: worker rank 0 (pid {pid}) died while running ",
+        f"error: worker rank {victim} (pid {pid}) died while running ",
         "Likely cause: the process was killed with SIGKILL (the kernel's OOM killer",
         "(trainer.max_restarts=1 makes the run restart its workers by itself.)",
         f"Last complete checkpoint: {last} (step {step}).",
         f"Resume from it with: python -m logics_rl.main --config {sft_recipe} "
-        f"trainer.run_dir={run_dir} sft.total_steps=500",
+        f"trainer.run_dir={run_dir} sft.total_steps=500 {' '.join(layout)}",
         f"Full traceback: {os.path.join(run_dir, 'run.log')}",
     )
     for text in expected:
@@ -105,7 +113,7 @@ def test_max_restarts_recovers_and_equals_the_uninterrupted_run(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "COLUMNS": "400"},
+        env={**os.environ, "COLUMNS": "2000"},
     )
     driver = psutil.Process(proc.pid)
     try:

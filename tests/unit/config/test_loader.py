@@ -280,6 +280,8 @@ PINNED = {
     "trainer.prune_before_save": False,
     "trainer.on_corrupt_checkpoint": "fallback",
     "trainer.max_restarts": 0,
+    "trainer.on_nonfinite": "skip",
+    "trainer.max_nonfinite_steps": 3,
     "trainer.resume": "auto",
     "trainer.loggers": ["console", "jsonl"],
     "trainer.progress": True,
