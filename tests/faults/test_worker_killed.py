@@ -98,8 +98,14 @@ def test_sigkill_of_the_worker_is_reported_in_one_paragraph(sft_recipe, main_cmd
     with open(os.path.join(run_dir, "run.log")) as fh:
         log = fh.read()
     assert "Traceback (most recent call last)" in log and "WorkerDiedError" in log
-    time.sleep(2)
-    alive = [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    alive = family
+    for _ in range(60):  # the run's processes (and the reaper that watches it) exit by themselves
+        alive = [
+            p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+        ]
+        if not alive:
+            break
+        time.sleep(0.25)
     assert alive == [], [psutil.Process(p).cmdline()[:1] for p in alive]
 
 
