@@ -44,12 +44,8 @@ def logged_steps(run_dir: str) -> int:
         return 0
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_sigkill_of_the_worker_is_reported_in_one_paragraph(sft_recipe, main_cmd, tmp_path, ranks):
-    """One rank: it is killed; two ranks (one CPU each): rank 1 is killed."""
-    run_dir = str(tmp_path / "run")
-    layout = [f"cluster.procs_per_node={ranks}", f"cluster.cpus_per_proc={2 // ranks}"]
-    cmd = main_cmd(sft_recipe, run_dir, "sft.total_steps=500", *layout)
+def start_until(cmd: list[str], run_dir: str, step: int) -> subprocess.Popen:
+    """Start the run and return once it has logged ``step`` (the run still going)."""
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
@@ -57,13 +53,24 @@ def test_sigkill_of_the_worker_is_reported_in_one_paragraph(sft_recipe, main_cmd
         text=True,
         env={**os.environ, "COLUMNS": "2000"},
     )
+    deadline = time.monotonic() + 300
+    while logged_steps(run_dir) < step:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the run did not reach step {step}: {proc.stdout.read()[-3000:]}")
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_sigkill_of_the_worker_is_reported_in_one_paragraph(sft_recipe, main_cmd, tmp_path, ranks):
+    """One rank: it is killed; two ranks (one CPU each): rank 1 is killed."""
+    run_dir = str(tmp_path / "run")
+    layout = [f"cluster.procs_per_node={ranks}", f"cluster.cpus_per_proc={2 // ranks}"]
+    cmd = main_cmd(sft_recipe, run_dir, "sft.total_steps=500", *layout)
+    proc = start_until(cmd, run_dir, 3)
     driver = psutil.Process(proc.pid)
     try:
-        deadline = time.monotonic() + 300
-        while logged_steps(run_dir) < 3:
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            assert time.monotonic() < deadline, "the run did not reach step 3"
-            time.sleep(0.05)
         victim = ranks - 1
         pid = worker_pid(driver, "SFTWorker", victim)
         assert pid is not None
@@ -114,20 +121,9 @@ def test_max_restarts_recovers_and_equals_the_uninterrupted_run(
 ):
     run_dir = str(tmp_path / "run")
     cmd = main_cmd(sft_recipe, run_dir, *reference_settings, "trainer.max_restarts=1")
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "2000"},
-    )
+    proc = start_until(cmd, run_dir, 5)
     driver = psutil.Process(proc.pid)
     try:
-        deadline = time.monotonic() + 300
-        while logged_steps(run_dir) < 5:
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            assert time.monotonic() < deadline, "the run did not reach step 5"
-            time.sleep(0.05)
         pid = worker_pid(driver, "SFTWorker")
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
