@@ -26,6 +26,9 @@ CORE = [
     "safetensors>=0.8.0",
     "gguf>=0.19.0",
     "accelerate>=1.15.0",
+    # the data engine (mode: curate): MinHash signatures, language identification
+    "rensa>=0.5.0",
+    "py3langid>=0.4.0",
 ]
 
 EXTRAS = {

@@ -33,6 +33,7 @@ class Mode(Choice):
     rl = "rl"
     sft = "sft"
     sft_rl = "sft_rl"  # stage one SFT, then RL from its weights
+    curate = "curate"  # the data engine: raw question / answer files -> SFT and RL sets
 
 
 class LossAggMode(Choice):
@@ -417,6 +418,186 @@ class SFTConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, warmup_steps=10))
 
 
+# --------------------------------------------------------------------------- curation
+class CurateStageName(Choice):
+    annotate = "annotate"
+    dedup = "dedup"
+    decontaminate = "decontaminate"
+    distill = "distill"
+    stratify = "stratify"
+
+
+class OnBadRow(Choice):
+    error = "error"  # stop, naming the file and row
+    drop = "drop"  # drop the row, counted (and kept with its reason in the stage's output)
+
+
+class FilterOp(Choice):
+    eq = "=="
+    ne = "!="
+    lt = "<"
+    le = "<="
+    gt = ">"
+    ge = ">="
+    isin = "in"
+    notin = "not in"
+
+
+class DedupKeep(Choice):
+    longest_solution = "longest_solution"
+    shortest_solution = "shortest_solution"
+    first = "first"  # the earliest row in input order
+
+
+class DistillKeep(Choice):
+    first = "first"  # the first correct solution
+    all = "all"  # every correct solution (one row each)
+    shortest = "shortest"  # the shortest correct solution
+
+
+@dataclass
+class CurateInputConfig:
+    """One raw source: a jsonl / json / parquet file, a ``datasets`` directory, or a glob."""
+
+    path: str = "???"
+    # our field -> the source's field, for question, answer, solution, source (identity if absent)
+    fields: dict[str, str] = field(default_factory=dict)
+    # the data source name of every row; None: the mapped ``source`` field, else the file name
+    source: str | None = None
+    # where a row has no answer: take it from the solution, as its last \boxed{...} ("boxed")
+    # or as the first group of a regular expression (GSM8K: "####\s*(.+?)\s*$")
+    answer_from: str | None = None
+
+
+@dataclass
+class AnnotationFilterConfig:
+    """Keep rows whose annotation ``field`` compares true against ``value``."""
+
+    field: str = "???"
+    op: FilterOp = FilterOp.eq
+    value: Any = None
+
+
+@dataclass
+class JudgeConfig:
+    """Model annotation: a judge model reads each row and answers with a JSON object."""
+
+    model: str | None = None  # an HF model directory; None: no model annotation
+    # {question}, {answer} and {solution} are filled in; the reply must hold a JSON object
+    prompt: str = (
+        "Rate this problem. Reply with only a JSON object with the keys "
+        '"difficulty" (an integer from 1 to 10) and "topic" (a short string).\n\n'
+        "Problem: {question}\nAnswer: {answer}"
+    )
+    # reply key -> type (int, float, str, bool); each becomes the column judge_<key>
+    fields: dict[str, str] = field(default_factory=lambda: {"difficulty": "int", "topic": "str"})
+    max_tokens: int = 128
+    temperature: float = 0.0
+    batch_size: int = 64  # rows per engine call
+
+
+@dataclass
+class AnnotateConfig:
+    # HF tokenizer (directory, or tiny / smollm2 as in model.path) for the token lengths;
+    # None: lengths in words
+    tokenizer: str | None = None
+    language: bool = True  # detect the question's language (about 1 ms a row)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    filters: list[AnnotationFilterConfig] = field(default_factory=list)
+
+
+@dataclass
+class DedupConfig:
+    """Exact (normalised question hash) and near (MinHash LSH) duplicates, one kept per cluster."""
+
+    exact: bool = True
+    near: bool = True
+    threshold: float = 0.7  # Jaccard of word shingles; sets bands x rows when those are None
+    num_perm: int = 128
+    shingle_size: int = 5  # words
+    bands: int | None = None
+    rows: int | None = None
+    seed: int = 1
+    keep: DedupKeep = DedupKeep.longest_solution
+    prefer_sources: list[str] = field(default_factory=list)  # kept first, in this order
+    max_rounds: int = 40  # connected-components rounds before giving up
+
+
+@dataclass
+class BenchmarkFileConfig:
+    path: str = "???"  # jsonl / json / parquet / datasets directory
+    field: str = "question"  # the text compared with the training rows
+    name: str | None = None  # in the report; None: the file name
+
+
+@dataclass
+class DecontaminateConfig:
+    benchmarks: list[BenchmarkFileConfig] = field(default_factory=list)
+    ngram: int = 13  # words; a benchmark text shorter than this must appear whole
+    fields: list[str] = field(default_factory=lambda: ["question"])  # training fields checked
+
+
+@dataclass
+class DistillConfig:
+    """A teacher writes k solutions per question; those math-verify accepts are kept."""
+
+    teacher: str | None = None  # an HF model directory (served by the rollout engine)
+    k: int = 4
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 1024
+    system_prompt: str | None = None
+    prompt: str = "{question}\nPut the final answer in \\boxed{}."
+    keep: DistillKeep = DistillKeep.shortest
+    batch_size: int = 64  # questions per engine call
+
+
+@dataclass
+class StratumConfig:
+    upper_pct: float = 100.0  # the stratum holds lengths up to this percentile
+    keep: float = 1.0  # the share of its rows kept
+
+
+@dataclass
+class StratifyConfig:
+    """Length-stratified sampling on the solution's length (annotate.tokenizer's tokens)."""
+
+    length_field: str = "solution"  # the text whose length in tokens is stratified
+    strata: list[StratumConfig] = field(
+        default_factory=lambda: [
+            StratumConfig(upper_pct=25.0, keep=0.2),
+            StratumConfig(upper_pct=75.0, keep=0.6),
+            StratumConfig(upper_pct=100.0, keep=1.0),
+        ]
+    )
+    seed: int = 0
+    bins: int = 8  # histogram bins in the report
+
+
+@dataclass
+class CurateConfig:
+    """``mode: curate``: raw question / answer files in, the SFT and RL sets out."""
+
+    inputs: list[CurateInputConfig] = field(default_factory=list)
+    stages: list[CurateStageName] = field(
+        default_factory=lambda: [
+            CurateStageName.annotate,
+            CurateStageName.dedup,
+            CurateStageName.decontaminate,
+            CurateStageName.stratify,
+        ]
+    )
+    workers: int = 0  # Ray Data tasks at once per step (and teacher replicas); 0: the CPUs
+    on_bad_row: OnBadRow = OnBadRow.error
+    # the RL prompt built from a question (the SFT set's user turn too)
+    prompt: str = "{question}\nPut the final answer in \\boxed{}."
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    stratify: StratifyConfig = field(default_factory=StratifyConfig)
+
+
 # --------------------------------------------------------------------------- the whole run
 @dataclass
 class Config:
@@ -432,6 +613,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    curate: CurateConfig = field(default_factory=CurateConfig)
 
 
 def data_parallel_size(cfg: Config) -> int:

@@ -1,5 +1,6 @@
-"""The streaming row reader every loader uses: jsonl, json (a list), parquet, and HF
-``datasets`` saved with ``save_to_disk``, one row at a time with its file and row number, so an
+"""The streaming row reader every loader uses: jsonl, json (a list), parquet, a directory of
+parquet / jsonl shards (as ``mode: curate`` writes them), and HF ``datasets`` saved with
+``save_to_disk``, one row at a time with its file and row number, so an
 error names both (1-based) and nothing needs the whole file in memory.
 
     for row in iter_files(["train.jsonl", "more.parquet"]):
@@ -40,7 +41,12 @@ def iter_rows(path: str) -> Iterator[Row]:
     if not os.path.exists(path):
         raise DataError(f"data file {path!r} does not exist")
     if os.path.isdir(path):
-        yield from _iter_hf_dataset(path)
+        shards = _shards(path)
+        if shards is None:
+            yield from _iter_hf_dataset(path)
+        else:
+            for shard in shards:
+                yield from iter_rows(shard)
         return
     ext = os.path.splitext(path)[1].lower()
     readers = {".jsonl": _iter_jsonl, ".ndjson": _iter_jsonl, ".json": _iter_json_list}
@@ -53,6 +59,22 @@ def iter_rows(path: str) -> Iterator[Row]:
             f"{path}: unsupported data file type {ext!r} (use .jsonl, .json, .parquet or a "
             "datasets directory)"
         )
+
+
+_HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+_SHARD_EXTS = (".parquet", ".jsonl", ".ndjson")
+
+
+def _shards(path: str) -> list[str] | None:
+    """The data files of a directory of shards (``*.parquet`` / ``*.jsonl``, as the data engine
+    writes them), sorted; None for a ``datasets`` directory."""
+    names = os.listdir(path)
+    if any(m in names for m in _HF_MARKERS):
+        return None
+    shards = sorted(os.path.join(path, n) for n in names if n.lower().endswith(_SHARD_EXTS))
+    if not shards:
+        return None  # not shards either: the datasets reader names what is wrong
+    return shards
 
 
 def iter_files(paths: Iterable[str]) -> Iterator[Row]:

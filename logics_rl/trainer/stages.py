@@ -3,6 +3,7 @@
     rl       RL from model.path
     sft      SFT from model.path
     sft_rl   SFT, then RL from the SFT weights (the Logics-STEM two-stage recipe)
+    curate   the data engine: raw question / answer files in, SFT and RL sets out
 
 A stage is an object with a ``name`` and ``run(ctx) -> StageOutput``; it reads the model the
 previous stage produced from the context and leaves its own (an HF directory) plus the held-out
@@ -122,17 +123,46 @@ class RLStage:
         return StageOutput(ctx.model_path, after, report)
 
 
-STAGES = {"sft": SFTStage, "rl": RLStage}
-MODES = {Mode.rl: ["rl"], Mode.sft: ["sft"], Mode.sft_rl: ["sft", "rl"]}
+class CurateStage:
+    """The data engine (``logics_rl.curate``): leaves the curated SFT and RL sets in the run
+    directory's ``output/`` and the model untouched."""
+
+    name = "curate"
+
+    def run(self, ctx: RunContext) -> StageOutput:
+        from logics_rl.curate.pipeline import run_curate
+
+        def model_path(name: str | None) -> str:
+            if name is None or name in ("tiny", "smollm2"):
+                cfg = ctx.cfg
+                if name is not None:
+                    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, path=name))
+                return resolve_model(cfg, ctx.run_dir)
+            return name
+
+        run_curate(ctx.cfg, _stage_dir(ctx, self.name), ctx.console, model_path)
+        return StageOutput(ctx.model_path)
+
+
+STAGES = {"sft": SFTStage, "rl": RLStage, "curate": CurateStage}
+MODES = {
+    Mode.rl: ["rl"],
+    Mode.sft: ["sft"],
+    Mode.sft_rl: ["sft", "rl"],
+    Mode.curate: ["curate"],
+}
 
 
 def run(cfg: Config, console: Console | None = None) -> dict[str, StageOutput]:
     """Run the stages ``cfg.mode`` names, in order; returns each stage's output by name."""
     console = console or Console()
     run_dir = prepare_run_dir(cfg)
-    cfg = resolve_data(cfg, run_dir)
     names = MODES[cfg.mode]
-    ctx = RunContext(cfg, run_dir, console, resolve_model(cfg, run_dir), stages=len(names))
+    if cfg.mode == Mode.curate:  # the model (if a step serves one) is resolved when needed
+        ctx = RunContext(cfg, run_dir, console, cfg.model.path, stages=len(names))
+    else:
+        cfg = resolve_data(cfg, run_dir)
+        ctx = RunContext(cfg, run_dir, console, resolve_model(cfg, run_dir), stages=len(names))
     console.print(f"run directory: {run_dir}")
     outputs: dict[str, StageOutput] = {}
     for name in names:
