@@ -170,8 +170,7 @@ def read_inputs(inputs: list[CurateInputConfig], on_bad_row: str, concurrency: i
     if offset >= 1 << 32:
         raise DataError(f"curate: {offset} rows; at most 2**32 rows per pipeline")
     plain = [
-        {"fields": dict(x.fields), "source": x.source, "answer_from": x.answer_from}
-        for x in inputs
+        {"fields": dict(x.fields), "source": x.source, "answer_from": x.answer_from} for x in inputs
     ]
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         read_file,
