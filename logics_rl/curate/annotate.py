@@ -173,10 +173,17 @@ class Annotate:
             batch_size=1024,
             compute=tasks(ctx.concurrency),
         )
+        extra = {}
         if c.judge.model:
             from logics_rl.curate.generate import judge
 
-            ds = judge(ds, c.judge, ctx)
+            ds = judge(ds, c.judge, ctx).materialize()
+            ok = [b["judge_ok"] for b in ds.select_columns(["judge_ok"]).iter_batches()]
+            replies = int(sum(len(x) for x in ok))
+            extra["judge"] = {
+                "replies": replies,
+                "unparsed": replies - int(sum(x.sum() for x in ok)),
+            }
         filters = [{**to_plain(f), "op": str(f.op)} for f in c.filters]
         ds = ds.map_batches(apply_filters, fn_kwargs={"filters": filters}, batch_format="pyarrow")
-        return ds, {}
+        return ds, extra

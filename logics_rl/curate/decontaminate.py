@@ -11,7 +11,6 @@ cross a row boundary masked).
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import numpy as np
@@ -20,37 +19,13 @@ import pyarrow as pa
 from logics_rl.config.loader import to_plain
 from logics_rl.config.schema import CurateConfig
 from logics_rl.curate.rows import mark, tasks
-from logics_rl.curate.text import words
+from logics_rl.curate.text import window_hashes, word_ids, words
 from logics_rl.data.files import DataError, iter_rows
-
-_P = np.uint64(0x100000001B3)
-
-
-def _word_ids(tokens: list[str], cache: dict[str, int]) -> np.ndarray:
-    out = np.empty(len(tokens), np.uint64)
-    for i, t in enumerate(tokens):
-        h = cache.get(t)
-        if h is None:
-            h = cache[t] = int.from_bytes(
-                hashlib.blake2b(t.encode(), digest_size=8).digest(), "big"
-            )
-        out[i] = h
-    return out
-
-
-def window_hashes(ids: np.ndarray, n: int) -> np.ndarray:
-    """The hash of every ``n``-word window of ``ids`` (``len(ids) - n + 1`` values)."""
-    if len(ids) < n:
-        return np.zeros(0, np.uint64)
-    powers = _P ** np.arange(n - 1, -1, -1, dtype=np.uint64)
-    win = np.lib.stride_tricks.sliding_window_view(ids, n)
-    with np.errstate(over="ignore"):
-        return (win * powers).sum(axis=1, dtype=np.uint64)
 
 
 def text_hashes(text: str, n: int, cache: dict[str, int]) -> tuple[np.ndarray, int | None]:
     """A benchmark text's n-gram hashes, or its whole-text hash and length when it is shorter."""
-    ids = _word_ids(words(text), cache)
+    ids = word_ids(words(text), cache)
     if len(ids) >= n:
         return window_hashes(ids, n), None
     return (window_hashes(ids, len(ids)), len(ids)) if len(ids) else (np.zeros(0, np.uint64), None)
@@ -105,7 +80,7 @@ def _decontaminate(batch: pa.Table, index: list[dict], n: int, fields: list[str]
         texts = batch.column(f).to_pylist()
         toks = [words(t) if t else [] for t in texts]
         bounds = np.r_[0, np.cumsum([len(t) for t in toks])]
-        ids = _word_ids([w for t in toks for w in t], cache)
+        ids = word_ids([w for t in toks for w in t], cache)
         for b in index:
             hit = _hits(ids, bounds, n, b["grams"])
             for length, table in b["short"].items():

@@ -26,6 +26,7 @@ the rounds converged. The result does not depend on how many workers or partitio
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -34,7 +35,7 @@ import pyarrow as pa
 from logics_rl.config.loader import to_plain
 from logics_rl.config.schema import CurateConfig
 from logics_rl.curate.rows import mark, tasks
-from logics_rl.curate.text import exact_key, shingles
+from logics_rl.curate.text import exact_key, normalize, shingle_hashes
 
 _RANK_BITS = 31
 _LEN_BITS = 28
@@ -207,15 +208,21 @@ def _records(batch: pa.Table, keep: str, prefer: list[str], cfg: dict) -> dict:
     import rensa
 
     keys = rank_keys(batch, keep, prefer)
-    questions = batch.column("question").to_pylist()
+    questions = [normalize(q) for q in batch.column("question").to_pylist()]
     buckets, owners = [], []
     if cfg["exact"]:
-        buckets.append(np.array([exact_key(q) for q in questions], np.int64) | 1)
+        buckets.append(np.array([exact_key(q, normalized=True) for q in questions], np.int64) | 1)
         owners.append(keys)
     if cfg["near"] and len(keys):
-        sets = [shingles(q, cfg["shingle_size"]) or {""} for q in questions]
-        mat = rensa.RMinHash.digest_matrix_from_token_sets(sets, cfg["num_perm"], cfg["seed"])
-        sig = np.asarray(mat.to_rows(), dtype=np.uint32)
+        flat, offsets = shingle_hashes(questions, cfg["shingle_size"], {}, normalized=True)
+        mat = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+            flat, offsets.astype(np.uint64), cfg["num_perm"], cfg["seed"]
+        )
+        sig = np.fromiter(
+            itertools.chain.from_iterable(mat.to_rows()),
+            np.uint32,
+            count=len(keys) * cfg["num_perm"],
+        ).reshape(len(keys), cfg["num_perm"])
         bands = band_buckets(sig, cfg["bands"], cfg["rows"]) & ~1
         buckets.append(bands.reshape(-1))
         owners.append(np.repeat(keys, cfg["bands"]))

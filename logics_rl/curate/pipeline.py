@@ -77,11 +77,19 @@ def _key(parent: str, name: str, settings: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def read_kept(step_dir: str):
-    """The kept rows a step wrote (``_drop`` null), without the ``_drop`` column."""
+ROWS_PER_BLOCK = 25_000  # a step's input is cut into blocks of about this many rows
+
+
+def read_kept(step_dir: str, min_blocks: int = 1):
+    """The kept rows a step wrote (``_drop`` null), without the ``_drop`` column, in at least
+    ``min_blocks`` blocks (Ray Data would read small files as one block: one task, one core)."""
+    import pyarrow.dataset as pads
     import ray.data
 
-    ds = ray.data.read_parquet(os.path.join(step_dir, "data"))
+    data = os.path.join(step_dir, "data")
+    rows = pads.dataset(data, format="parquet").count_rows()
+    blocks = max(min_blocks, -(-rows // ROWS_PER_BLOCK))
+    ds = ray.data.read_parquet(data).repartition(blocks)
     return ds.map_batches(_kept, batch_format="pyarrow")
 
 
@@ -140,7 +148,7 @@ def run_curate(
     from logics_rl.controller import init_ray
 
     init_ray()
-    _quiet_ray_data()
+    _configure_ray_data()
     c = cfg.curate
     concurrency = c.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     partitions = max(4, 2 * (c.workers or int(ray.cluster_resources().get("CPU", 1))))
@@ -165,7 +173,8 @@ def run_curate(
         step = built.get(name)
         if step is not None:
             settings = step.settings()
-            if name in ("distill", "annotate"):  # model-served steps: the model and engine too
+            if name == "distill" or (name == "annotate" and c.annotate.judge.model):
+                # a model-served step: the model and its engine settings too
                 settings = {
                     **settings,
                     "model": cfg.model.path,
@@ -185,10 +194,10 @@ def run_curate(
                 if step is None:
                     from logics_rl.curate.source import read_inputs
 
-                    ds, files, total = read_inputs(c.inputs, str(c.on_bad_row), concurrency)
+                    ds, files, _ = read_inputs(c.inputs, str(c.on_bad_row), concurrency)
                     extra = {"files": files}
                 else:
-                    ds, extra = step.apply(read_kept(prev_dir), ctx)
+                    ds, extra = step.apply(read_kept(prev_dir, 2 * concurrency), ctx)
                 _write(ds, step_dir)
             except Exception as exc:
                 inner = _unwrap(exc)
@@ -226,15 +235,19 @@ def run_curate(
     return report
 
 
-def _quiet_ray_data() -> None:
-    """Ray Data's per-execution INFO lines and its under-used-concurrency warning (small steps
-    have fewer blocks than workers) stay off the console; warnings and errors still show."""
+def _configure_ray_data() -> None:
+    """Hash shuffles by the key-partitioned strategy (about half the fixed cost per shuffle of
+    the default one here: the components rounds are many small shuffles); Ray Data's
+    per-execution INFO lines and its under-used-concurrency warning (small steps have fewer
+    blocks than workers) stay off the console; warnings and errors still show."""
     import logging
     import warnings
 
     import ray.data
+    from ray.data.context import ShuffleStrategy
 
     ctx = ray.data.DataContext.get_current()
+    ctx.shuffle_strategy = ShuffleStrategy.HASH_SHUFFLE
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
@@ -260,8 +273,23 @@ def print_report(console: Console, reports: list[StepReport], outputs: dict) -> 
             "cached" if r.cached else f"{r.seconds:.1f} s",
         )
     console.print(table)
+    for r in reports:
+        if r.extra.get("histogram_edges"):
+            print_histogram(console, r)
     for name, out in outputs.items():
         console.print(f"{name} set: {out['rows']} rows in {out['path']}", highlight=False)
+
+
+def print_histogram(console: Console, rep: StepReport) -> None:
+    """The length histogram a stratify step measured, before and after sampling."""
+    e = rep.extra
+    table = Table(title=f"{rep.name}: solution length (tokens), cut points {e['cut_points']}")
+    for col in ("length", "before", "after"):
+        table.add_column(col, justify="right")
+    edges = e["histogram_edges"]
+    for lo, hi, a, b in zip(edges, edges[1:], e["histogram_before"], e["histogram_after"]):
+        table.add_row(f"{lo:g} - {hi:g}", str(a), str(b))
+    console.print(table)
 
 
 def _to_rl(batch, prompt: str):

@@ -232,7 +232,11 @@ def test_distill_with_the_tiny_teacher_on_vllm_keeps_only_verified_solutions(
 def test_a_bad_row_is_an_error_naming_file_and_row_or_dropped_and_counted(ray_cluster, tmp_path):
     from logics_rl.main import main
 
-    rows = [{"question": "What is 1+1?", "answer": "2"}, {"question": "Q?", "answer": ["2"]}]
+    rows = [
+        {"question": "What is 1+1?", "answer": "2"},
+        {"question": "Q?", "answer": ["2"]},
+        {"answer": "3"},
+    ]
     path = write_jsonl(tmp_path / "raw.jsonl", rows)
     args = ["mode=curate", f"curate.inputs=[{{path: {path}}}]", "curate.stages=[]"]
     code = main([*args, f"trainer.run_dir={tmp_path / 'a'}"])
@@ -241,7 +245,10 @@ def test_a_bad_row_is_an_error_naming_file_and_row_or_dropped_and_counted(ray_cl
     expected = f"error: curate step load: {path} row 2: 'answer' must be a string, got list"
     assert "".join(expected.split()) in log  # (the console wraps long lines)
     rep = curate(str(tmp_path / "b"), *args, "curate.on_bad_row=drop")
-    assert rep["steps"][0]["removed"] == {"bad row: 'answer' must be a string, got list": 1}
+    assert rep["steps"][0]["removed"] == {
+        "bad row: 'answer' must be a string, got list": 1,
+        "bad row: no 'question' field": 1,
+    }
     assert rep["outputs"]["rl"]["rows"] == 1
     # a damaged parquet file is named before anything runs
     bad = tmp_path / "broken.parquet"
@@ -269,3 +276,26 @@ def test_the_curate_example_reports_what_it_planted(ray_cluster, tmp_path):
     assert 24 <= removed["dedup"]["near duplicate (jaccard >= 0.7)"] <= 30
     assert removed["decontaminate"] == {"contaminated: arith_eval": 12}
     assert rep["outputs"]["rl"]["rows"] == rep["steps"][-1]["rows_out"] > 0
+
+
+def test_judge_annotation_through_vllm_counts_unparsable_replies(ray_cluster, tiny_model, tmp_path):
+    # the untrained tiny model never writes a JSON object: every reply is counted as unparsed
+    # and its judge columns stay empty (never guessed); a filter on judge_ok drops those rows
+    rows = [{"question": f"What is {i}+{i}?", "answer": str(2 * i)} for i in range(6)]
+    path = write_jsonl(tmp_path / "raw.jsonl", rows)
+    run_dir = str(tmp_path / "run")
+    rep = curate(
+        run_dir,
+        f"curate.inputs=[{{path: {path}}}]",
+        "curate.stages=[annotate]",
+        "curate.workers=1",
+        f"curate.annotate.judge.model={tiny_model}",
+        "curate.annotate.judge.max_tokens=16",
+        "curate.annotate.filters=[{field: judge_ok, op: '==', value: true}]",
+    )
+    step = rep["steps"][1]
+    assert step["extra"]["judge"] == {"replies": 6, "unparsed": 6}
+    assert step["removed"] == {"filter: judge_ok == True": 6}
+    t = step_rows(run_dir, "annotate", ("judge_difficulty", "judge_topic", "verifiable"))
+    assert t["judge_difficulty"].null_count == 6 and t["judge_topic"].null_count == 6
+    assert t["verifiable"].to_pylist() == [True] * 6

@@ -126,13 +126,13 @@ def test_cluster_ids_name_the_kept_row():
 
 def test_window_hashes_match_a_direct_polynomial():
     ids = np.array([3, 1, 4, 1, 5], np.uint64)
-    p = int(decontaminate._P)
+    p = int(text._P)
     want = [
         (3 * p * p + 1 * p + 4) % 2**64,
         (1 * p * p + 4 * p + 1) % 2**64,
         (4 * p * p + p + 5) % 2**64,
     ]
-    assert decontaminate.window_hashes(ids, 3).tolist() == want
+    assert text.window_hashes(ids, 3).tolist() == want
 
 
 def test_decontamination_ignores_windows_across_rows_and_matches_short_texts_whole():
