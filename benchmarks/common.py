@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import threading
 import time
 
 
@@ -58,3 +59,55 @@ def model_path(name: str) -> str:
 
         return build_tiny_qwen3(tempfile.mkdtemp())
     return name
+
+
+class TreeSampler:
+    """Peak memory of a process and all its descendants, sampled in a thread every ``every_s``:
+    the sum of RSS (pages shared between processes counted in each) and of PSS (counted once)."""
+
+    def __init__(self, pid: int, every_s: float = 0.2, pss: bool = True):
+        import psutil
+
+        self.root, self.every_s, self.pss = psutil.Process(pid), every_s, pss
+        self.peak_rss_mb = self.peak_pss_mb = 0.0
+        self.peak_procs = self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        rss = pss = 0
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return
+        for p in procs:
+            try:
+                if self.pss:
+                    info = p.memory_full_info()
+                    rss += info.rss
+                    pss += getattr(info, "pss", info.rss)
+                else:
+                    rss += p.memory_info().rss
+            except psutil.Error:
+                continue
+        self.samples += 1
+        self.peak_procs = max(self.peak_procs, len(procs))
+        self.peak_rss_mb = max(self.peak_rss_mb, rss / 2**20)
+        self.peak_pss_mb = max(self.peak_pss_mb, pss / 2**20)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.every_s)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self._sample()  # what is still there at the end (a callable's result, say)
+        out = {"peak_rss_mb": self.peak_rss_mb, "peak_procs": self.peak_procs}
+        if self.pss:
+            out["peak_pss_mb"] = self.peak_pss_mb
+        return {**out, "samples": self.samples}

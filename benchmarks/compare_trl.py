@@ -59,11 +59,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from common import machine, today
+from common import TreeSampler, machine, today
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -157,53 +156,12 @@ def write_prompts(path: Path, count: int, model: str) -> None:
 
 
 # --------------------------------------------------------------------------- memory
-class TreeMemory:
-    """Peak memory of a process and all its descendants, sampled in a thread."""
-
-    def __init__(self, pid: int, every_s: float = 1.0):
-        import psutil
-
-        self.root, self.every_s = psutil.Process(pid), every_s
-        self.peak_rss_mb = self.peak_pss_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        import psutil
-
-        rss = pss = 0
-        try:
-            procs = [self.root, *self.root.children(recursive=True)]
-        except psutil.Error:
-            return
-        for p in procs:
-            try:
-                info = p.memory_full_info()
-            except psutil.Error:
-                continue
-            rss += info.rss
-            pss += getattr(info, "pss", info.rss)
-        self.peak_rss_mb = max(self.peak_rss_mb, rss / 2**20)
-        self.peak_pss_mb = max(self.peak_pss_mb, pss / 2**20)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self.every_s)
-
-    def stop(self) -> dict[str, float]:
-        self._stop.set()
-        self._thread.join()
-        return {"peak_rss_mb": self.peak_rss_mb, "peak_pss_mb": self.peak_pss_mb}
-
-
 def run_logged(cmd: list[str], log: Path, env: dict[str, str]) -> dict[str, float]:
     """Run ``cmd`` with its output in ``log``; returns the process tree's peak memory."""
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        mem = TreeMemory(proc.pid)
+        mem = TreeSampler(proc.pid, every_s=1.0)
         rc = proc.wait()
         peak = mem.stop()
     if rc != 0:
