@@ -79,7 +79,7 @@ def verifiable(answers: list[str | None], workers: int, timeout_s: float) -> lis
     return out
 
 
-def _lengths(texts: list[str | None], tokenizer) -> list[int]:
+def token_lengths(texts: list[str | None], tokenizer) -> list[int]:
     if tokenizer is None:
         return [len(words(t)) if t else 0 for t in texts]
     present = [t or "" for t in texts]
@@ -107,8 +107,8 @@ def _annotate(
     cols = {
         "answer_type": pa.array([answer_type(x) for x in a], pa.string()),
         "verifiable": pa.array(verifiable(a, 1, timeout_s), pa.bool_()),
-        "question_tokens": pa.array(_lengths(q, tok), pa.int64()),
-        "solution_tokens": pa.array(_lengths(s, tok), pa.int64()),
+        "question_tokens": pa.array(token_lengths(q, tok), pa.int64()),
+        "solution_tokens": pa.array(token_lengths(s, tok), pa.int64()),
     }
     if language:
         import py3langid

@@ -22,16 +22,14 @@ from logics_rl.curate.rows import actors, mark
 class _Served:
     """A tokenizer and a rollout engine for one model, built once per actor."""
 
-    def __init__(self, model_path: str, rollout: dict, max_prompt: int, max_tokens: int, seed: int):
+    def __init__(self, model_path: str, rollout, max_prompt: int, max_tokens: int, seed: int):
         from transformers import AutoTokenizer
 
-        from logics_rl.config.schema import RolloutConfig
         from logics_rl.engines.rollout import build_rollout_engine
 
-        cfg = _structured(RolloutConfig, rollout)
         self.tok = AutoTokenizer.from_pretrained(model_path)
         self.engine = build_rollout_engine(
-            cfg, model_path, max_model_len=max_prompt + max_tokens, seed=seed
+            rollout, model_path, max_model_len=max_prompt + max_tokens, seed=seed
         )
         self.max_prompt = max_prompt
 
@@ -51,12 +49,6 @@ class _Served:
         gen = self.engine.generate(ids, sampling)
         texts = self.tok.batch_decode(gen.response_ids, skip_special_tokens=True)
         return texts, gen.finish_reasons
-
-
-def _structured(cls, plain: dict):
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), plain))
 
 
 def choose(texts: list[str], correct: list[float], keep: str) -> list[int]:
@@ -119,18 +111,14 @@ class Teacher(_Served):
             )
             chosen = choose(t, c, o["keep"])
             rate = float(np.mean(c)) if c else 0.0
-            if not chosen:
+            cut = float(np.mean([x == "length" for x in f]))
+            # one row per kept solution, or the question's own row with why it is dropped
+            for s in chosen or [None]:
                 take.append(i)
-                solution.append(r["solution"])
+                solution.append(r["solution"] if s is None else t[s])
                 pass_rate.append(rate)
-                truncated.append(float(np.mean([x == "length" for x in f])))
-                why.append(f"distill: no correct solution in {k}")
-            for s in chosen:
-                take.append(i)
-                solution.append(t[s])
-                pass_rate.append(rate)
-                truncated.append(float(np.mean([x == "length" for x in f])))
-                why.append(None)
+                truncated.append(cut)
+                why.append(f"distill: no correct solution in {k}" if s is None else None)
         out = batch.take(pa.array(take, pa.int64()))
         src = out.column("solution")
         out = out.set_column(
@@ -192,10 +180,23 @@ class Judge(_Served):
         )
 
 
-def _rollout_plain(ctx) -> dict:
-    from logics_rl.config.loader import to_plain
-
-    return to_plain(ctx.cfg.rollout)
+def _serve(ds, udf, model: str | None, opts: dict, batch_size: int, ctx, *extra):
+    """``ds`` through ``udf`` actors (one engine each, one CPU each) serving ``model``."""
+    return ds.map_batches(
+        udf,
+        fn_constructor_args=(
+            ctx.model_path(model),
+            ctx.cfg.rollout,
+            ctx.cfg.data.max_prompt_length,
+            opts,
+            *extra,
+            ctx.cfg.trainer.seed,
+        ),
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=actors(ctx.concurrency),
+        num_cpus=1,
+    )
 
 
 def judge(ds, jc, ctx):
@@ -204,39 +205,12 @@ def judge(ds, jc, ctx):
     bad = sorted(set(jc.fields.values()) - set(_TYPES))
     if bad:
         raise ValueError(f"curate.annotate.judge.fields: unknown types {bad}; use {sorted(_TYPES)}")
-    opts = to_plain(jc)
-    return ds.map_batches(
-        Judge,
-        fn_constructor_args=(
-            ctx.model_path(jc.model),
-            _rollout_plain(ctx),
-            ctx.cfg.data.max_prompt_length,
-            opts,
-            ctx.cfg.trainer.seed,
-        ),
-        batch_size=jc.batch_size,
-        batch_format="pyarrow",
-        compute=actors(ctx.concurrency),
-        num_cpus=1,
-    )
+    return _serve(ds, Judge, jc.model, to_plain(jc), jc.batch_size, ctx)
 
 
 def distill(ds, dc, ctx):
     from logics_rl.config.loader import to_plain
 
-    rw = ctx.cfg.reward
-    return ds.map_batches(
-        Teacher,
-        fn_constructor_args=(
-            ctx.model_path(dc.teacher),
-            _rollout_plain(ctx),
-            ctx.cfg.data.max_prompt_length,
-            {**to_plain(dc), "keep": str(dc.keep)},
-            {"num_workers": 1, "timeout_s": rw.timeout_s},
-            ctx.cfg.trainer.seed,
-        ),
-        batch_size=dc.batch_size,
-        batch_format="pyarrow",
-        compute=actors(ctx.concurrency),
-        num_cpus=1,
-    )
+    opts = {**to_plain(dc), "keep": str(dc.keep)}
+    reward = {"num_workers": 1, "timeout_s": ctx.cfg.reward.timeout_s}
+    return _serve(ds, Teacher, dc.teacher, opts, dc.batch_size, ctx, reward)

@@ -17,14 +17,14 @@ import pyarrow as pa
 
 from logics_rl.config.loader import to_plain
 from logics_rl.config.schema import CurateConfig
-from logics_rl.curate.annotate import _lengths, tokenizer
+from logics_rl.curate.annotate import token_lengths, tokenizer
 from logics_rl.curate.rows import mark, tasks
 
 
 def _with_lengths(batch: pa.Table, tokenizer_path: str | None, field: str) -> pa.Table:
     if field not in batch.column_names:
         raise ValueError(f"curate.stratify.length_field: no column {field!r}")
-    lengths = _lengths(batch.column(field).to_pylist(), tokenizer(tokenizer_path))
+    lengths = token_lengths(batch.column(field).to_pylist(), tokenizer(tokenizer_path))
     return batch.append_column("_length", pa.array(lengths, pa.int64()))
 
 
