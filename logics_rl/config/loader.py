@@ -166,6 +166,31 @@ def validate(cfg: Config) -> None:
             bool(cfg.sft.train_files) or cfg.data.synthetic.task is not None,
             "sft.train_files is empty and no data.synthetic.task is set",
         )
+    if cfg.mode == Mode.eval:
+        _check_eval(cfg)
+
+
+def _check_eval(cfg: Config) -> None:
+    e = cfg.eval
+    _check(
+        bool(e.files) or bool(cfg.data.val_files) or cfg.data.synthetic.task is not None,
+        "mode=eval needs files: eval.files (or data.val_files, or a data.synthetic.task) is empty",
+    )
+    _check(e.prompts_per_call >= 1, f"eval.prompts_per_call must be >= 1, got {e.prompts_per_call}")
+    for i, f in enumerate([e, *e.files]):
+        where = "eval" if i == 0 else f"eval.files[{i - 1}]"
+        _check(f.k is None or f.k >= 1, f"{where}.k must be >= 1, got {f.k}")
+        _check(
+            f.max_tokens is None or f.max_tokens >= 1,
+            f"{where}.max_tokens must be >= 1, got {f.max_tokens}",
+        )
+        _check(
+            f.top_p is None or 0 < f.top_p <= 1, f"{where}.top_p must be in (0, 1], got {f.top_p}"
+        )
+        _check(
+            f.temperature is None or f.temperature >= 0,
+            f"{where}.temperature must be >= 0, got {f.temperature}",
+        )
 
 
 def _check_rollout_logprobs(cfg: Config) -> None:

@@ -34,6 +34,7 @@ class Mode(Choice):
     sft = "sft"
     sft_rl = "sft_rl"  # stage one SFT, then RL from its weights
     curate = "curate"  # the data engine: raw question / answer files -> SFT and RL sets
+    eval = "eval"  # evaluate model.path (an HF directory or a checkpoint) on benchmark files
 
 
 class LossAggMode(Choice):
@@ -598,6 +599,32 @@ class CurateConfig:
     stratify: StratifyConfig = field(default_factory=StratifyConfig)
 
 
+# --------------------------------------------------------------------------- evaluation
+@dataclass
+class EvalFileConfig:
+    """One benchmark file in the prompt schema; unset sampling settings come from ``eval``."""
+
+    path: str = "???"  # jsonl / json / parquet / datasets directory
+    name: str | None = None  # in the summary and the output directory; None: the file's stem
+    k: int | None = None  # samples per prompt
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass
+class EvalConfig:
+    """``mode: eval`` (``logics_rl.evaluation``): rollout workers = cluster's processes."""
+
+    files: list[EvalFileConfig] = field(default_factory=list)  # empty: data.val_files
+    k: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = None  # None: rollout.max_response_length
+    prompts_per_call: int = 256  # prompts per generation call (bounds the driver's memory)
+    write_samples: bool = True  # samples.jsonl per file (prompt, response, answer, verdict, ...)
+
+
 # --------------------------------------------------------------------------- the whole run
 @dataclass
 class Config:
@@ -614,6 +641,7 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def data_parallel_size(cfg: Config) -> int:

@@ -24,6 +24,7 @@ import os
 import re
 import signal
 import sys
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -145,34 +146,48 @@ def _parse_gold(text: str) -> tuple:
     return tuple(mv["parse"](text, mv["gold_config"], parsing_timeout=None))
 
 
-def _score(golds: tuple[str, ...] | None, pred: Any, opts: dict) -> tuple[float, str]:
-    if not golds:
-        return 0.0, NO_GOLD
-    parsed_golds = [g for g in (_parse_gold(t) for t in golds) if g]
-    if not parsed_golds:
-        return 0.0, NO_GOLD
+def _parse_golds(golds: tuple[str, ...] | None) -> list[tuple]:
+    return [g for g in (_parse_gold(t) for t in golds or ()) if g]
+
+
+def _parse_prediction(pred: Any, opts: dict) -> list:
+    """The prediction's answer as math-verify parses it (``[]`` when it has none)."""
     if not isinstance(pred, str) or not pred.strip():
-        return 0.0, OK
+        return []
     fallback = opts["fallback"]
     if fallback == "none" and "\\boxed" not in pred and "\\fbox" not in pred:
-        return 0.0, OK
+        return []
     mv = _mv()
-    parsed = mv["parse"](
+    return mv["parse"](
         tex_single_token_args(pred), mv["pred_config"][fallback], parsing_timeout=None
     )
-    if not parsed:
-        return 0.0, OK
-    for gold in parsed_golds:  # gold FIRST: verify() is not symmetric
-        if mv["verify"](
-            list(gold),
+
+
+def _equal(gold: list, parsed: list, opts: dict) -> bool:
+    return bool(
+        _mv()["verify"](
+            gold,
             parsed,
             float_rounding=opts["float_rounding"],
             numeric_precision=opts["numeric_precision"],
             strict=opts["strict"],
             timeout_seconds=None,
-        ):
-            return 1.0, OK
-    return 0.0, OK
+        )
+    )
+
+
+def _matches(parsed_golds: list[tuple], parsed: list, opts: dict) -> float:
+    if not parsed:
+        return 0.0
+    # gold FIRST: verify() is not symmetric
+    return 1.0 if any(_equal(list(g), parsed, opts) for g in parsed_golds) else 0.0
+
+
+def _score(golds: tuple[str, ...] | None, pred: Any, opts: dict) -> tuple[float, str]:
+    parsed_golds = _parse_golds(golds)
+    if not parsed_golds:
+        return 0.0, NO_GOLD
+    return _matches(parsed_golds, _parse_prediction(pred, opts), opts), OK
 
 
 def score_one(
@@ -201,6 +216,100 @@ def score_guarded(
     try:
         return score_one(golds, pred, opts, deadline_s)
     except SampleDeadline:
+        _disarm()
+        return 0.0, TIMEOUT
+
+
+# --------------------------------------------------------------------------- answers of a group
+ANSWERS = "answers"  # opts["kind"] of a group task (evaluation); absent: score one sample
+
+
+def _answer_text(parsed: list) -> str:
+    """The extracted answer as written (math-verify's matched string), else the expression."""
+    return parsed[-1] if isinstance(parsed[-1], str) else str(parsed[0])
+
+
+def analyse_group(
+    golds: tuple[str, ...] | None, preds: tuple, opts: dict, deadline_s: float | None
+) -> tuple[tuple, str]:
+    """One prompt's samples: each one's extracted answer, its correctness against the gold
+    (exactly as ``_score`` decides it), and its answer class: samples whose answers math-verify
+    finds equal share a class (the class's first answer is the gold of the comparison; -1: no
+    answer). ``class_correct[c]`` is the correctness of class ``c``'s first answer.
+
+    Each parse and comparison has its own deadline (``deadline_s``): one over it counts as no
+    answer / not equal, and is counted. Once the group has used ``opts["budget_s"]`` seconds the
+    rest is skipped the same way, so a group ends in bounded time.
+
+    Returns ``((answers, correct, classes, class_correct, timeouts, errors), status)``.
+    """
+    start, budget = time.monotonic(), opts.get("budget_s")
+    counts = {"timeouts": 0, "errors": 0}
+
+    def run(fn, default, *args):
+        if budget is not None and time.monotonic() - start > budget:
+            counts["timeouts"] += 1
+            return default
+        try:
+            try:
+                if deadline_s:
+                    _arm(deadline_s)
+                return fn(*args)
+            finally:
+                _disarm()
+        except SampleDeadline:
+            _disarm()
+            counts["timeouts"] += 1
+        except Exception:
+            _disarm()
+            counts["errors"] += 1
+        return default
+
+    parsed_golds = run(_parse_golds, [], golds)
+    answers, correct, classes = [], [], []
+    reps: list[list] = []  # the first parsed answer of each class
+    rep_correct: list[float] = []
+    seen: dict[str, tuple[int, float]] = {}  # answer text -> (class, correctness)
+    for pred in preds:
+        parsed = run(_parse_prediction, [], pred, opts)
+        if not parsed:
+            answers.append(None)
+            correct.append(0.0)
+            classes.append(-1)
+            continue
+        text = _answer_text(parsed)
+        if text not in seen:
+            ok = run(_matches, 0.0, parsed_golds, parsed, opts) if parsed_golds else 0.0
+            cls = next(
+                (c for c, rep in enumerate(reps) if run(_equal, False, rep, parsed, opts)), -1
+            )
+            if cls < 0:
+                cls = len(reps)
+                reps.append(parsed)
+                rep_correct.append(ok)
+            seen[text] = (cls, ok)
+        cls, ok = seen[text]
+        answers.append(text)
+        correct.append(ok)
+        classes.append(cls)
+    result = (
+        tuple(answers),
+        tuple(correct),
+        tuple(classes),
+        tuple(rep_correct),
+        counts["timeouts"],
+        counts["errors"],
+    )
+    return result, OK if parsed_golds else NO_GOLD
+
+
+def run_task(golds: Any, pred: Any, opts: dict, deadline_s: float | None) -> tuple[Any, str]:
+    """One task of the pool: a sample's score, or a group's answers (``opts["kind"]``)."""
+    if opts.get("kind") != ANSWERS:
+        return score_guarded(golds, pred, opts, deadline_s)
+    try:
+        return analyse_group(golds, pred, opts, deadline_s)
+    except SampleDeadline:  # a re-fired alarm landing between two guarded steps
         _disarm()
         return 0.0, TIMEOUT
 
@@ -234,7 +343,7 @@ def main(fd: int) -> None:
         _, call_id, items, opts, deadline_s = msg
         try:
             for key, golds, pred in items:
-                score, status = score_guarded(golds, pred, opts, deadline_s)
+                score, status = run_task(golds, pred, opts, deadline_s)
                 conn.send(("res", call_id, key, score, status))
         except (BrokenPipeError, ConnectionResetError):
             return

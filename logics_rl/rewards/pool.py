@@ -57,7 +57,9 @@ class WorkerStartError(RuntimeError):
 
 @dataclass
 class PoolResult:
-    scores: list[float]
+    scores: list[
+        Any
+    ]  # a float per sample; a tuple per group task (``_verify_worker.analyse_group``)
     statuses: list[str]  # ok | timeout | error | no_gold (see _verify_worker)
     restarts: int = 0  # workers replaced during the call (killed at the deadline or died)
 
@@ -84,21 +86,21 @@ class _Call:
     timeout_s: float  # hard per-sample deadline
     soft_s: float | None  # the worker's own alarm
     queue: deque[list[int]]  # chunks of task indices not handed out yet
-    scores: list[float | None]
+    scores: list[Any]
     statuses: list[str]
     crashes: list[int]  # workers each task has killed
     remaining: int  # tasks without a score
     restarts: int = 0
     start_failures: int = 0
 
-    def finish(self, i: int, score: float, status: str) -> None:
+    def finish(self, i: int, score: Any, status: str) -> None:
         """Settle task ``i`` (counted once, even if settled again)."""
         if self.scores[i] is None:
             self.remaining -= 1
         self.scores[i], self.statuses[i] = score, status
 
     def result(self) -> PoolResult:
-        return PoolResult([float(s) for s in self.scores], self.statuses, self.restarts)  # type: ignore[arg-type]
+        return PoolResult(list(self.scores), self.statuses, self.restarts)
 
 
 class VerifyPool:
@@ -296,7 +298,7 @@ class VerifyPool:
             _, _, i, score, status = msg
             if w.state != "busy" or w.pos >= len(w.chunk) or w.chunk[w.pos] != i:
                 raise OSError(f"unexpected answer for task {i}")
-            call.finish(i, float(score), status)
+            call.finish(i, score, status)
             w.pos += 1
             w.since = time.monotonic()
             if w.pos == len(w.chunk):  # the worker is back in recv()

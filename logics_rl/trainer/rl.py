@@ -54,6 +54,7 @@ from logics_rl.config.schema import Config
 from logics_rl.data.prompts import load_prompts, to_batch
 from logics_rl.data.sampler import EpochSampler
 from logics_rl.engines.rollout import Sampling
+from logics_rl.evaluation.answers import AnswerOptions
 from logics_rl.filters import build_filters
 from logics_rl.metrics import merge_weighted
 from logics_rl.registry import check_params
@@ -104,6 +105,9 @@ class RLTrainer:
             else FixedKLController(kl.reward_coef)
         )
         self.reward, self.filters = build_reward(cfg.reward), build_filters(cfg.filters)
+        self.answers = AnswerOptions.of_reward(
+            self.reward, cfg.reward.num_workers, cfg.reward.timeout_s
+        )
         self.initial_val: dict[str, float] = {}
         sampler = EpochSampler(len(train_set), seed=t.seed, shuffle=cfg.data.shuffle)
         self.state = RunState(cfg, run_dir, sampler, name=t.name, console=self.console)
@@ -283,7 +287,7 @@ class RLTrainer:
         r = self.cfg.rollout
         return validate(
             self.workers, prompts, self.cfg.validation, self.sampling,
-            self.reward, r.max_response_length,
+            self.reward, self.answers, r.max_response_length,
         )  # fmt: skip
 
     def _log_validation(self, metrics: dict[str, float]) -> None:

@@ -20,7 +20,9 @@ def prepare_run_dir(cfg: Config) -> str:
 
 
 def resolve_model(cfg: Config, run_dir: str) -> str:
-    """``tiny`` builds a small Qwen3 in the run dir; ``smollm2`` converts the offline GGUF."""
+    """``tiny`` builds a small Qwen3 in the run dir; ``smollm2`` converts the offline GGUF; a
+    run's checkpoint (``checkpoints/step_N``) is verified and exported as an HF directory in the
+    run dir (``model_from_step_N``)."""
     path = cfg.model.path
     if path == "tiny":
         from logics_rl.models.tiny import TinySize, build_tiny_qwen3
@@ -38,6 +40,11 @@ def resolve_model(cfg: Config, run_dir: str) -> str:
         from logics_rl.models.smollm2 import convert_smollm2
 
         return convert_smollm2()
+    if os.path.exists(os.path.join(path, "engine.json")):  # a checkpoint of a run
+        from logics_rl.engines.train import export_checkpoint
+
+        out = os.path.join(run_dir, f"model_from_{os.path.basename(os.path.normpath(path))}")
+        return export_checkpoint(path, out)
     if not os.path.exists(os.path.join(path, "config.json")):
         raise FileNotFoundError(f"model.path {path!r} is not a HF model directory (no config.json)")
     return path

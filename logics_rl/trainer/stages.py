@@ -4,6 +4,7 @@
     sft      SFT from model.path
     sft_rl   SFT, then RL from the SFT weights (the Logics-STEM two-stage recipe)
     curate   the data engine: raw question / answer files in, SFT and RL sets out
+    eval     evaluate model.path (an HF directory or a checkpoint) on benchmark files
 
 A stage is an object with a ``name`` and ``run(ctx) -> StageOutput``; it reads the model the
 previous stage produced from the context and leaves its own (an HF directory) plus the held-out
@@ -144,12 +145,34 @@ class CurateStage:
         return StageOutput(ctx.model_path)
 
 
-STAGES = {"sft": SFTStage, "rl": RLStage, "curate": CurateStage}
+class EvalStage:
+    """``mode: eval`` (``logics_rl.evaluation``): the current model on the benchmark files;
+    ``summary.json`` and per-sample rows in the stage's directory."""
+
+    name = "eval"
+
+    def run(self, ctx: RunContext) -> StageOutput:
+        from logics_rl.evaluation.run import run_eval
+
+        out_dir = _stage_dir(ctx, self.name)
+        os.makedirs(out_dir, exist_ok=True)
+        summary = run_eval(ctx.cfg, out_dir, ctx.console, ctx.model_path)
+        metrics = {
+            f"{name}/{key}": value
+            for name, res in summary.items()
+            if isinstance(res, dict) and "all" in res
+            for key, value in res["all"].items()
+        }
+        return StageOutput(ctx.model_path, metrics)
+
+
+STAGES = {"sft": SFTStage, "rl": RLStage, "curate": CurateStage, "eval": EvalStage}
 MODES = {
     Mode.rl: ["rl"],
     Mode.sft: ["sft"],
     Mode.sft_rl: ["sft", "rl"],
     Mode.curate: ["curate"],
+    Mode.eval: ["eval"],
 }
 
 

@@ -552,6 +552,35 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(vllm_run, tmp_path):
     )
 
 
+def test_eval_mode_on_a_checkpoint_of_the_run(vllm_run, letters_data, tmp_path):
+    """``mode: eval`` takes the run's checkpoint as model.path (verified, exported), and measures
+    the reward the run learned (``a_share`` starts below 0.05)."""
+    ckpt = os.path.join(vllm_run.run_dir, "checkpoints", "step_8")
+    out = io.StringIO()
+    cfg = load_config(
+        None,
+        rl_overrides(
+            str(tmp_path),
+            ckpt,
+            mode="eval",
+            rollout__engine="vllm",
+            eval__k=8,
+            eval__files=f"[{{path: {letters_data.val}, name: letters}}]",
+        ),
+    )
+    run(cfg, Console(file=out, width=200))
+    assert os.path.exists(os.path.join(tmp_path, "model_from_step_8", "config.json"))
+    with open(os.path.join(tmp_path, "summary.json"), encoding="utf-8") as fh:
+        summary = json.load(fh)
+    m = summary["letters"]["all"]
+    assert m["prompts"] == 2 and m["k"] == 8 and m["response_length/max"] <= 8
+    assert m["reward/a_share"] > 0.1, m
+    # no ``correct`` component: a sample is right when its score is positive
+    with open(summary["letters"]["samples"], encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    assert m["avg@8"] == pytest.approx(sum(r["rewards"]["a_share"] > 0 for r in rows) / 16)
+
+
 VLLM_SCRIPT = """
 import json, os, sys
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"

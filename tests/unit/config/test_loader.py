@@ -357,4 +357,12 @@ PINNED = {
     ],
     "curate.stratify.seed": 0,
     "curate.stratify.bins": 8,
+    # evaluation (mode: eval)
+    "eval.files": [],
+    "eval.k": 4,
+    "eval.temperature": 1.0,
+    "eval.top_p": 1.0,
+    "eval.max_tokens": None,
+    "eval.prompts_per_call": 256,
+    "eval.write_samples": True,
 }

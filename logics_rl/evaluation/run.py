@@ -1,0 +1,210 @@
+"""``mode: eval``: k samples per prompt of each benchmark file, their answers and the metrics.
+
+    python -m logics_rl.main --config recipes/eval_math.yaml model.path=DIR
+
+``model.path`` is an HF directory or a run's checkpoint (``checkpoints/step_N``, verified and
+exported first). Each file of ``eval.files`` (the prompt schema; ``data.val_files`` when empty)
+gets its own sampling settings (k, temperature, top-p, max tokens; unset ones from ``eval``).
+Generation runs on a group of rollout workers, one per process of ``cluster`` (data-parallel
+when there are several), ``eval.prompts_per_call`` prompts at a time; answers are checked by the
+``math_verify`` reward's settings and the configured reward terms are scored and reported.
+
+Output in the run directory: ``eval/<name>/samples.jsonl`` (one row per sample: prompt,
+response, extracted answer, verdict, answer class, length, finish reason, reward terms) and
+``summary.json``: per file, overall and per ``data_source``, avg@k, pass@j for every j <= k,
+maj@j, response length (mean, max), truncation and no-answer rates, reward terms, plus the
+settings, the prompts dropped as too long, counters and timings. The table is printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from logics_rl.config.loader import ConfigError
+from logics_rl.config.schema import Config, EvalFileConfig
+from logics_rl.data.prompts import PromptRecord, load_prompts, to_batch
+from logics_rl.engines.rollout import Sampling
+from logics_rl.evaluation.answers import AnswerOptions
+from logics_rl.evaluation.metrics import GroupResult, by_source, summarize
+from logics_rl.evaluation.sampling import generate_and_evaluate, sample_records
+from logics_rl.rewards import build_reward
+
+
+@dataclass
+class Benchmark:
+    name: str
+    path: str
+    sampling: Sampling
+    prompts: list[PromptRecord]
+    counts: dict[str, int]
+
+
+def benchmark_files(cfg: Config) -> list[EvalFileConfig]:
+    files = list(cfg.eval.files) or [EvalFileConfig(path=p) for p in cfg.data.val_files]
+    if not files:
+        raise ConfigError("mode=eval: no files (eval.files and data.val_files are empty)")
+    return files
+
+
+def _name(f: EvalFileConfig) -> str:
+    if f.name:
+        return f.name
+    base = os.path.basename(os.path.normpath(f.path))
+    return base.split(".")[0] or base
+
+
+def load_benchmarks(cfg: Config, tokenizer) -> list[Benchmark]:
+    e, r, d = cfg.eval, cfg.rollout, cfg.data
+    out: list[Benchmark] = []
+    for f in benchmark_files(cfg):
+        name = _name(f)
+        if any(b.name == name for b in out):
+            raise ConfigError(
+                f"eval.files: two files are named {name!r}; give them eval.files[].name"
+            )
+        prompts, counts = load_prompts(
+            [f.path],
+            tokenizer,
+            max_prompt_length=d.max_prompt_length,
+            apply_chat_template=d.apply_chat_template,
+            system_prompt=d.system_prompt,
+        )
+        sampling = Sampling(
+            n=f.k or e.k,
+            temperature=e.temperature if f.temperature is None else f.temperature,
+            top_p=f.top_p or e.top_p,
+            top_k=r.sampling.top_k,
+            max_tokens=f.max_tokens or e.max_tokens or r.max_response_length,
+            stop=list(r.sampling.stop),
+        )
+        out.append(Benchmark(name, f.path, sampling, prompts, counts))
+    return out
+
+
+def run_eval(cfg: Config, run_dir: str, console: Console, model_path: str) -> dict[str, Any]:
+    """Evaluate ``model_path`` on every benchmark; returns the summary (also saved)."""
+    from transformers import AutoTokenizer
+
+    from logics_rl.trainer.setup import start_workers
+    from logics_rl.workers.rollout import RolloutWorker, pad_id_of
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    benches = load_benchmarks(cfg, tokenizer)
+    for b in benches:
+        line = f"{b.name}: {len(b.prompts)} of {b.counts['rows']} prompts, k={b.sampling.n}"
+        if b.counts["too_long"]:
+            line += (
+                f" [yellow]({b.counts['too_long']} longer than data.max_prompt_length="
+                f"{cfg.data.max_prompt_length} tokens left out)[/yellow]"
+            )
+        console.print(line, highlight=False)
+    width = max(len(p.prompt_ids) for b in benches for p in b.prompts)
+    longest = max(b.sampling.max_tokens for b in benches)
+    reward = build_reward(cfg.reward)
+    answers = AnswerOptions.of_reward(reward, cfg.reward.num_workers, cfg.reward.timeout_s)
+    pool, workers = start_workers(
+        cfg, RolloutWorker, model_path, cfg.rollout, width + longest, cfg.trainer.seed,
+        console=console,
+    )  # fmt: skip
+    summary: dict[str, Any] = {"model": model_path}
+    try:
+        for b in benches:
+            summary[b.name] = _evaluate(
+                b, workers, reward, answers, pad_id_of(tokenizer), width, cfg, run_dir, console
+            )
+    finally:
+        workers.kill()
+        pool.remove()
+    with open(os.path.join(run_dir, "summary.json"), "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2)
+    print_summary(console, summary)
+    console.print(f"summary: {os.path.join(run_dir, 'summary.json')}", highlight=False)
+    return summary
+
+
+def _evaluate(b: Benchmark, workers, reward, answers, pad_id, width, cfg, run_dir, console):
+    out_dir = os.path.join(run_dir, "eval", b.name)
+    os.makedirs(out_dir, exist_ok=True)
+    step = cfg.eval.prompts_per_call
+    groups: list[GroupResult] = []
+    counters: dict[str, float] = {}
+    t0, tokens = time.perf_counter(), 0
+    samples = os.path.join(out_dir, "samples.jsonl")
+    with (
+        open(samples, "w", encoding="utf-8")
+        if cfg.eval.write_samples
+        else contextlib.nullcontext() as fh
+    ):
+        for start in range(0, len(b.prompts), step):
+            chunk = b.prompts[start : start + step]
+            batch = to_batch(chunk, pad_id, width, uid_start=start)
+            scored, found, metrics = generate_and_evaluate(
+                workers, batch, b.sampling, reward, answers, b.sampling.max_tokens
+            )
+            for k, v in metrics.items():
+                counters[k] = counters.get(k, 0.0) + v
+            tokens += sum(sum(g.lengths) for g in found)
+            if fh is not None:
+                for row in sample_records(scored, found):
+                    row["prompt_index"] += start
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            groups.extend(found)
+            console.print(
+                f"{b.name}: {min(start + step, len(b.prompts))}/{len(b.prompts)} prompts",
+                highlight=False,
+            )
+    seconds = time.perf_counter() - t0
+    s = b.sampling
+    return {
+        "path": os.path.abspath(b.path),
+        "settings": {
+            "k": s.n,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_tokens,
+            "stop": s.stop,
+        },  # fmt: skip
+        "prompts_too_long": b.counts["too_long"],
+        "all": summarize(groups),
+        "sources": {src: summarize(gs) for src, gs in by_source(groups).items()},
+        "counters": counters,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+        "samples": samples if cfg.eval.write_samples else None,
+    }
+
+
+def print_summary(console: Console, summary: dict[str, Any]) -> None:
+    """One row per file, and per data source within it when it has several: prompts (n),
+    samples each (k), avg@k (= pass@1), pass@k, maj@k, response length (mean, max), truncated
+    and unanswered shares."""
+    table = Table(title=f"evaluation of {summary.get('model', '')}", box=box.SIMPLE_HEAD)
+    table.add_column("file / source", no_wrap=True)
+    for col in ("n", "k", "avg@k", "pass@k", "maj@k", "len", "max", "trunc", "no ans"):
+        table.add_column(col, justify="right", no_wrap=True)
+
+    def row(label: str, m: dict[str, float]) -> None:
+        k = int(m["k"])
+        table.add_row(
+            label, f"{int(m['prompts'])}", f"{k}", f"{m[f'avg@{k}']:.3f}",
+            f"{m[f'pass@{k}']:.3f}", f"{m[f'maj@{k}']:.3f}", f"{m['response_length/mean']:.0f}",
+            f"{m['response_length/max']:.0f}", f"{m['truncated']:.2f}", f"{m['no_answer']:.2f}",
+        )  # fmt: skip
+
+    for name, res in summary.items():
+        if not isinstance(res, dict) or "all" not in res:
+            continue
+        row(name, res["all"])
+        if len(res["sources"]) > 1:
+            for src, m in res["sources"].items():
+                row(f"  {src}", m)
+    console.print(table)
