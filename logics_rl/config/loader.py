@@ -156,7 +156,7 @@ def validate(cfg: Config) -> None:
     if alg.old_log_prob == BehaviourLogProb.rollout:
         _check_rollout_logprobs(cfg)
     _check_parallel(cfg)
-    if cfg.mode in (Mode.rl, Mode.sft_rl):
+    if cfg.mode in (Mode.rl, Mode.sft_rl, Mode.failure_loop):
         _check(
             bool(cfg.data.train_files) or cfg.data.synthetic.task is not None,
             "data.train_files is empty and no data.synthetic.task is set",

@@ -35,6 +35,7 @@ class Mode(Choice):
     sft_rl = "sft_rl"  # stage one SFT, then RL from its weights
     curate = "curate"  # the data engine: raw question / answer files -> SFT and RL sets
     eval = "eval"  # evaluate model.path (an HF directory or a checkpoint) on benchmark files
+    failure_loop = "failure_loop"  # model.path's verified failures -> targeted RL data
 
 
 class LossAggMode(Choice):
@@ -625,6 +626,59 @@ class EvalConfig:
     write_samples: bool = True  # samples.jsonl per file (prompt, response, answer, verdict, ...)
 
 
+# --------------------------------------------------------------------------- failure-driven loop
+@dataclass
+class RetrievalConfig:
+    """Nearest corpus items of each failure (``logics_rl.failure_loop.retrieval``)."""
+
+    name: str = "embedding"  # registry name, import path or entry point
+    corpus: list[str] = field(default_factory=list)  # jsonl / parquet files; empty: no retrieval
+    top_k: int = 4
+    params: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the retriever
+    field: str = "question"  # the corpus text (last: the name shadows dataclasses.field)
+
+
+@dataclass
+class SynthesizerConfig:
+    """New questions near each failure (``logics_rl.failure_loop.synthesize``)."""
+
+    name: str = "arithmetic"  # registry name (arithmetic | llm), import path or entry point
+    per_failure: int = 4  # candidates per failure
+    params: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the synthesizer
+
+
+@dataclass
+class AgreementConfig:
+    """Verification of candidates without a known answer: k teacher solutions must agree."""
+
+    teacher: str | None = None  # an HF model directory; None: model.path
+    k: int = 4
+    agree: float = 0.75  # the majority answer's share of the k (math-verify equivalence)
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 1024
+
+
+@dataclass
+class FailureLoopConfig:
+    """Evaluate -> retrieve -> synthesize -> verify -> dedup / decontaminate -> mix."""
+
+    enabled: bool = False  # mode sft_rl: run the loop between the two stages
+    probe_files: list[str] = field(default_factory=list)  # empty: data.train_files
+    max_probes: int | None = None  # the first N probe questions; None: all
+    k: int = 8  # samples per probe question
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = None  # None: rollout.max_response_length
+    fail_below: float = 0.5  # a failure: a pass rate (avg@k) below this
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    synthesizer: SynthesizerConfig = field(default_factory=SynthesizerConfig)
+    verify: AgreementConfig = field(default_factory=AgreementConfig)
+    decontaminate_against: list[str] = field(default_factory=list)  # plus data.val_files
+    mix_ratio: float = 0.3  # the synthesized share of stage two's prompts
+    seed: int = 0
+
+
 # --------------------------------------------------------------------------- the whole run
 @dataclass
 class Config:
@@ -642,6 +696,7 @@ class Config:
     sft: SFTConfig = field(default_factory=SFTConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    failure_loop: FailureLoopConfig = field(default_factory=FailureLoopConfig)
 
 
 def data_parallel_size(cfg: Config) -> int:

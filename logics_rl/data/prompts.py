@@ -40,6 +40,7 @@ class PromptRecord:
     ground_truth: Any
     data_source: str
     extras: dict = field(default_factory=dict)
+    question: str = ""  # the last user turn as written (before the chat template)
 
 
 def _messages_of(
@@ -100,7 +101,7 @@ def _record(
     else:
         text = "\n".join(m["content"] for m in msgs)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return PromptRecord(ids, text, data["ground_truth"], source, extras)
+    return PromptRecord(ids, text, data["ground_truth"], source, extras, msgs[-1]["content"])
 
 
 def to_batch(

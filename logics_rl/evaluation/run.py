@@ -90,12 +90,64 @@ def load_benchmarks(cfg: Config, tokenizer) -> list[Benchmark]:
     return out
 
 
+class Evaluator:
+    """Rollout workers serving one model (one per ``cluster`` process), the reward and the answer
+    settings: ``evaluate`` runs prompts through ``generate_and_evaluate``, a call at a time.
+    Use as a context manager: the workers are killed and their resources freed on exit."""
+
+    def __init__(self, cfg: Config, model_path: str, width: int, max_tokens: int, console):
+        from logics_rl.trainer.setup import start_workers
+        from logics_rl.workers.rollout import RolloutWorker
+
+        self.width, self.console, self.per_call = width, console, cfg.eval.prompts_per_call
+        self.reward = build_reward(cfg.reward)
+        self.answers = AnswerOptions.of_reward(
+            self.reward, cfg.reward.num_workers, cfg.reward.timeout_s
+        )
+        self.pool, self.workers = start_workers(
+            cfg, RolloutWorker, model_path, cfg.rollout, width + max_tokens, cfg.trainer.seed,
+            console=console,
+        )  # fmt: skip
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.workers.kill()
+        self.pool.remove()
+
+    def evaluate(
+        self, name: str, prompts: list[PromptRecord], sampling: Sampling, pad_id: int, on_rows=None
+    ) -> tuple[list[GroupResult], dict[str, float], float, int]:
+        """Every prompt's k samples; ``on_rows(sample_records)`` after each call. Returns the
+        groups (in prompt order), summed counters, seconds and response tokens."""
+        groups: list[GroupResult] = []
+        counters: dict[str, float] = {}
+        t0, tokens, step = time.perf_counter(), 0, self.per_call
+        for start in range(0, len(prompts), step):
+            batch = to_batch(prompts[start : start + step], pad_id, self.width, uid_start=start)
+            scored, found, metrics = generate_and_evaluate(
+                self.workers, batch, sampling, self.reward, self.answers, sampling.max_tokens
+            )
+            for k, v in metrics.items():
+                counters[k] = counters.get(k, 0.0) + v
+            tokens += sum(sum(g.lengths) for g in found)
+            if on_rows is not None:
+                rows = sample_records(scored, found)
+                for row in rows:
+                    row["prompt_index"] += start
+                on_rows(rows)
+            groups.extend(found)
+            done = min(start + step, len(prompts))
+            self.console.print(f"{name}: {done}/{len(prompts)} prompts", highlight=False)
+        return groups, counters, time.perf_counter() - t0, tokens
+
+
 def run_eval(cfg: Config, run_dir: str, console: Console, model_path: str) -> dict[str, Any]:
     """Evaluate ``model_path`` on every benchmark; returns the summary (also saved)."""
     from transformers import AutoTokenizer
 
-    from logics_rl.trainer.setup import start_workers
-    from logics_rl.workers.rollout import RolloutWorker, pad_id_of
+    from logics_rl.workers.rollout import pad_id_of
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     benches = load_benchmarks(cfg, tokenizer)
@@ -109,21 +161,10 @@ def run_eval(cfg: Config, run_dir: str, console: Console, model_path: str) -> di
         console.print(line, highlight=False)
     width = max(len(p.prompt_ids) for b in benches for p in b.prompts)
     longest = max(b.sampling.max_tokens for b in benches)
-    reward = build_reward(cfg.reward)
-    answers = AnswerOptions.of_reward(reward, cfg.reward.num_workers, cfg.reward.timeout_s)
-    pool, workers = start_workers(
-        cfg, RolloutWorker, model_path, cfg.rollout, width + longest, cfg.trainer.seed,
-        console=console,
-    )  # fmt: skip
     summary: dict[str, Any] = {"model": model_path}
-    try:
+    with Evaluator(cfg, model_path, width, longest, console) as ev:
         for b in benches:
-            summary[b.name] = _evaluate(
-                b, workers, reward, answers, pad_id_of(tokenizer), width, cfg, run_dir, console
-            )
-    finally:
-        workers.kill()
-        pool.remove()
+            summary[b.name] = _evaluate(b, ev, pad_id_of(tokenizer), cfg, run_dir)
     with open(os.path.join(run_dir, "summary.json"), "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)
     print_summary(console, summary)
@@ -131,38 +172,20 @@ def run_eval(cfg: Config, run_dir: str, console: Console, model_path: str) -> di
     return summary
 
 
-def _evaluate(b: Benchmark, workers, reward, answers, pad_id, width, cfg, run_dir, console):
+def _evaluate(b: Benchmark, ev: Evaluator, pad_id: int, cfg: Config, run_dir: str):
     out_dir = os.path.join(run_dir, "eval", b.name)
     os.makedirs(out_dir, exist_ok=True)
-    step = cfg.eval.prompts_per_call
-    groups: list[GroupResult] = []
-    counters: dict[str, float] = {}
-    t0, tokens = time.perf_counter(), 0
     samples = os.path.join(out_dir, "samples.jsonl")
-    with (
-        open(samples, "w", encoding="utf-8")
-        if cfg.eval.write_samples
-        else contextlib.nullcontext() as fh
-    ):
-        for start in range(0, len(b.prompts), step):
-            chunk = b.prompts[start : start + step]
-            batch = to_batch(chunk, pad_id, width, uid_start=start)
-            scored, found, metrics = generate_and_evaluate(
-                workers, batch, b.sampling, reward, answers, b.sampling.max_tokens
-            )
-            for k, v in metrics.items():
-                counters[k] = counters.get(k, 0.0) + v
-            tokens += sum(sum(g.lengths) for g in found)
-            if fh is not None:
-                for row in sample_records(scored, found):
-                    row["prompt_index"] += start
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            groups.extend(found)
-            console.print(
-                f"{b.name}: {min(start + step, len(b.prompts))}/{len(b.prompts)} prompts",
-                highlight=False,
-            )
-    seconds = time.perf_counter() - t0
+    write = cfg.eval.write_samples
+    with open(samples, "w", encoding="utf-8") if write else contextlib.nullcontext() as fh:
+
+        def on_rows(rows: list[dict]) -> None:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+        groups, counters, seconds, tokens = ev.evaluate(
+            b.name, b.prompts, b.sampling, pad_id, on_rows if write else None
+        )
     s = b.sampling
     return {
         "path": os.path.abspath(b.path),
@@ -179,7 +202,7 @@ def _evaluate(b: Benchmark, workers, reward, answers, pad_id, width, cfg, run_di
         "counters": counters,
         "seconds": seconds,
         "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
-        "samples": samples if cfg.eval.write_samples else None,
+        "samples": samples if write else None,
     }
 
 
@@ -188,7 +211,7 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
     samples each (k), avg@k (= pass@1), pass@k, maj@k, response length (mean, max), truncated
     and unanswered shares."""
     table = Table(title=f"evaluation of {summary.get('model', '')}", box=box.SIMPLE_HEAD)
-    table.add_column("file / source", no_wrap=True)
+    table.add_column("file/source", no_wrap=True)
     for col in ("n", "k", "avg@k", "pass@k", "maj@k", "len", "max", "trunc", "no ans"):
         table.add_column(col, justify="right", no_wrap=True)
 

@@ -5,6 +5,8 @@
     sft_rl   SFT, then RL from the SFT weights (the Logics-STEM two-stage recipe)
     curate   the data engine: raw question / answer files in, SFT and RL sets out
     eval     evaluate model.path (an HF directory or a checkpoint) on benchmark files
+    failure_loop   model.path's verified failures -> targeted RL data (also inside sft_rl when
+             failure_loop.enabled: SFT, the loop on the SFT model, RL on the mixed data)
 
 A stage is an object with a ``name`` and ``run(ctx) -> StageOutput``; it reads the model the
 previous stage produced from the context and leaves its own (an HF directory) plus the held-out
@@ -124,6 +126,20 @@ class RLStage:
         return StageOutput(ctx.model_path, after, report)
 
 
+def _resolver(ctx: RunContext):
+    """A model setting (None: model.path, ``tiny`` / ``smollm2``, or a directory) -> directory."""
+
+    def model_path(name: str | None) -> str:
+        if name is None or name in ("tiny", "smollm2"):
+            cfg = ctx.cfg
+            if name is not None:
+                cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, path=name))
+            return resolve_model(cfg, ctx.run_dir)
+        return name
+
+    return model_path
+
+
 class CurateStage:
     """The data engine (``logics_rl.curate``): leaves the curated SFT and RL sets in the run
     directory's ``output/`` and the model untouched."""
@@ -133,15 +149,25 @@ class CurateStage:
     def run(self, ctx: RunContext) -> StageOutput:
         from logics_rl.curate.pipeline import run_curate
 
-        def model_path(name: str | None) -> str:
-            if name is None or name in ("tiny", "smollm2"):
-                cfg = ctx.cfg
-                if name is not None:
-                    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, path=name))
-                return resolve_model(cfg, ctx.run_dir)
-            return name
+        run_curate(ctx.cfg, _stage_dir(ctx, self.name), ctx.console, _resolver(ctx))
+        return StageOutput(ctx.model_path)
 
-        run_curate(ctx.cfg, _stage_dir(ctx, self.name), ctx.console, model_path)
+
+class FailureLoopStage:
+    """The failure-driven loop (``logics_rl.failure_loop``) on the current model: its verified
+    failures become targeted questions mixed into the RL data the next stage trains on."""
+
+    name = "failure_loop"
+
+    def run(self, ctx: RunContext) -> StageOutput:
+        from logics_rl.failure_loop.loop import FailureLoop
+
+        root = os.path.join(ctx.run_dir, "failure_loop")
+        resolve = _resolver(ctx)
+        report = FailureLoop(ctx.cfg, root, ctx.console, ctx.model_path, resolve).run()
+        data = dataclasses.replace(ctx.cfg.data, train_files=[report["train_file"]])
+        ctx.cfg = dataclasses.replace(ctx.cfg, data=data)
+        ctx.console.print(f"stage two trains on {report['train_file']}", highlight=False)
         return StageOutput(ctx.model_path)
 
 
@@ -166,21 +192,37 @@ class EvalStage:
         return StageOutput(ctx.model_path, metrics)
 
 
-STAGES = {"sft": SFTStage, "rl": RLStage, "curate": CurateStage, "eval": EvalStage}
+STAGES = {
+    "sft": SFTStage,
+    "rl": RLStage,
+    "curate": CurateStage,
+    "eval": EvalStage,
+    "failure_loop": FailureLoopStage,
+}
 MODES = {
     Mode.rl: ["rl"],
     Mode.sft: ["sft"],
     Mode.sft_rl: ["sft", "rl"],
     Mode.curate: ["curate"],
     Mode.eval: ["eval"],
+    Mode.failure_loop: ["failure_loop"],
 }
+
+
+def stage_names(cfg: Config) -> list[str]:
+    """The stages of ``cfg.mode``; ``sft_rl`` with ``failure_loop.enabled`` runs the loop
+    between SFT and RL."""
+    names = list(MODES[cfg.mode])
+    if cfg.mode == Mode.sft_rl and cfg.failure_loop.enabled:
+        names.insert(1, "failure_loop")
+    return names
 
 
 def run(cfg: Config, console: Console | None = None) -> dict[str, StageOutput]:
     """Run the stages ``cfg.mode`` names, in order; returns each stage's output by name."""
     console = console or Console()
     run_dir = prepare_run_dir(cfg)
-    names = MODES[cfg.mode]
+    names = stage_names(cfg)
     if cfg.mode == Mode.curate:  # the model (if a step serves one) is resolved when needed
         ctx = RunContext(cfg, run_dir, console, cfg.model.path, stages=len(names))
     else:

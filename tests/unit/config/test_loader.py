@@ -365,4 +365,47 @@ PINNED = {
     "eval.max_tokens": None,
     "eval.prompts_per_call": 256,
     "eval.write_samples": True,
+    # the failure-driven loop (mode: failure_loop, or inside sft_rl)
+    "failure_loop.enabled": False,
+    "failure_loop.probe_files": [],
+    "failure_loop.max_probes": None,
+    "failure_loop.k": 8,
+    "failure_loop.temperature": 1.0,
+    "failure_loop.top_p": 1.0,
+    "failure_loop.max_tokens": None,
+    "failure_loop.fail_below": 0.5,
+    "failure_loop.retrieval.name": "embedding",
+    "failure_loop.retrieval.corpus": [],
+    "failure_loop.retrieval.top_k": 4,
+    "failure_loop.retrieval.params": {},
+    "failure_loop.retrieval.field": "question",
+    "failure_loop.synthesizer.name": "arithmetic",
+    "failure_loop.synthesizer.per_failure": 4,
+    "failure_loop.synthesizer.params": {},
+    "failure_loop.verify.teacher": None,
+    "failure_loop.verify.k": 4,
+    "failure_loop.verify.agree": 0.75,
+    "failure_loop.verify.temperature": 0.7,
+    "failure_loop.verify.top_p": 0.95,
+    "failure_loop.verify.max_tokens": 1024,
+    "failure_loop.decontaminate_against": [],
+    "failure_loop.mix_ratio": 0.3,
+    "failure_loop.seed": 0,
 }
+
+
+def test_stages_of_each_mode():
+    from logics_rl.trainer.stages import stage_names
+
+    base = ["data.train_files=[a]", "sft.train_files=[b]"]
+    assert stage_names(load_config(None, [*base, "mode=sft_rl"])) == ["sft", "rl"]
+    on = load_config(None, [*base, "mode=sft_rl", "failure_loop.enabled=true"])
+    assert stage_names(on) == ["sft", "failure_loop", "rl"]
+    assert stage_names(load_config(None, [*base, "mode=failure_loop"])) == ["failure_loop"]
+    assert stage_names(load_config(None, [*base, "mode=eval", "data.val_files=[c]"])) == ["eval"]
+    with pytest.raises(ConfigError, match="data.train_files is empty"):
+        load_config(None, ["mode=failure_loop"])
+    with pytest.raises(ConfigError, match="mode=eval needs files"):
+        load_config(None, ["mode=eval"])
+    with pytest.raises(ConfigError, match=r"eval.files\[0\].k must be >= 1"):
+        load_config(None, ["mode=eval", "eval.files=[{path: x, k: 0}]"])
