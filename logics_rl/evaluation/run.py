@@ -116,6 +116,33 @@ class Evaluator:
         self.workers.kill()
         self.pool.remove()
 
+    def records(self, users: list[str], tokenizer, system_prompt: str | None) -> list:
+        """Chat-rendered prompts of plain user turns (None where longer than the width)."""
+        out = []
+        for u in users:
+            msgs = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
+                {"role": "user", "content": u}
+            ]
+            text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            out.append(PromptRecord(ids, text, None, "", {}, u) if len(ids) <= self.width else None)
+        return out
+
+    def generate(
+        self, prompts: list[PromptRecord], sampling: Sampling, pad_id: int
+    ) -> list[list[str]]:
+        """``sampling.n`` replies per prompt (plain generation, no scoring)."""
+        from logics_rl.batches import RESPONSE, group_rows
+
+        out: list[list[str]] = []
+        for start in range(0, len(prompts), self.per_call):
+            batch = to_batch(
+                prompts[start : start + self.per_call], pad_id, self.width, uid_start=start
+            )
+            gen = self.workers.generate_sequences(batch.batch, sampling)
+            out.extend([[gen[RESPONSE][i] for i in rows] for rows in group_rows(gen)])
+        return out
+
     def evaluate(
         self, name: str, prompts: list[PromptRecord], sampling: Sampling, pad_id: int, on_rows=None
     ) -> tuple[list[GroupResult], dict[str, float], float, int]:

@@ -21,8 +21,10 @@ files), so a re-run resumes after the last finished step. The mixed set lands in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import random
@@ -196,13 +198,13 @@ class FailureLoop:
             rows = [{**f, "retrieved": []} for f in failures]
             why = "no retrieval.corpus" if not rc.corpus else "no failures"
             return Step("retrieve", len(failures), rows, {}, {"skipped": why})
-        from logics_rl.failure_loop.retrieval import RETRIEVERS, load_corpus
+        from logics_rl.failure_loop.retrieval import RETRIEVERS, RetrievalRequest, load_corpus
         from logics_rl.registry import check_params
 
         fn = RETRIEVERS.get(rc.name)
         params = check_params(fn, rc.params, what="failure_loop.retrieval.params")
         corpus = load_corpus(rc.corpus, rc.field)
-        hits = fn([f["question"] for f in failures], corpus, rc.top_k, **params)
+        hits = fn(RetrievalRequest([f["question"] for f in failures], corpus, rc.top_k), **params)
         rows = [
             {**f, "retrieved": [{"text": corpus[j], "index": j, "score": s} for j, s in h]}
             for f, h in zip(failures, hits)
@@ -231,7 +233,16 @@ class FailureLoop:
             sc.per_failure,
             random.Random(self.lc.seed),
         )
-        cands = fn(req, **params) if fs else []
+        if not fs:
+            cands = []
+        elif getattr(fn, "needs_teacher", False):
+            default = inspect.signature(fn).parameters.get("max_tokens")
+            longest = int(params.get("max_tokens", default.default if default else 1024))
+            with self._teacher(longest) as generate:
+                req.generate = generate
+                cands = fn(req, **params)
+        else:
+            cands = fn(req, **params)
         rows = [dataclasses.asdict(c) for c in cands]
         got = Counter(c.failure for c in cands)
         structures = Counter(str(c.info.get("structure", "")) for c in cands if c.info)
@@ -241,6 +252,32 @@ class FailureLoop:
             "by_structure": dict(structures.most_common(20)),
         }
         return Step("synthesize", len(failures), rows, {}, extra)
+
+    @contextlib.contextmanager
+    def _teacher(self, max_tokens: int):
+        """``generate(users, n, temperature, top_p, max_tokens)`` on the teacher
+        (``verify.teacher``, default the model), served while the block runs."""
+        from transformers import AutoTokenizer
+
+        from logics_rl.engines.rollout import Sampling
+        from logics_rl.evaluation.run import Evaluator
+        from logics_rl.workers.rollout import pad_id_of
+
+        cfg = self.cfg
+        teacher = self.resolve(self.lc.verify.teacher)
+        tok = AutoTokenizer.from_pretrained(teacher)
+        width = cfg.data.max_prompt_length
+        with Evaluator(cfg, teacher, width, max_tokens, self.console) as ev:
+
+            def generate(users, n, temperature, top_p, max_tokens):
+                records = ev.records(users, tok, cfg.data.system_prompt)
+                live = [r for r in records if r is not None]
+                s = Sampling(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                             stop=list(cfg.rollout.sampling.stop))  # fmt: skip
+                got = iter(ev.generate(live, s, pad_id_of(tok)) if live else [])
+                return [next(got) if r is not None else [] for r in records]
+
+            yield generate
 
     def verify(self, cands: list[dict]) -> Step:
         from logics_rl.rewards import RewardInput, math_verify
@@ -300,16 +337,10 @@ class FailureLoop:
             with Evaluator(cfg, teacher, width, v.max_tokens, self.console) as ev:
                 groups, _, _, _ = ev.evaluate("teacher", records, sampling, pad_id_of(tok))
             for i, g in zip(live, groups):
-                votes = Counter(c for c in g.answers.classes if c >= 0)
-                if not votes:
-                    why["teacher gave no answer"] += 1
+                answer, share, reason = agreement(g.answers, v.agree)
+                if answer is None:
+                    why[reason] += 1
                     continue
-                top, count = votes.most_common(1)[0]
-                share = count / g.n
-                if share < v.agree:
-                    why[f"teacher agreement below {v.agree}"] += 1
-                    continue
-                answer = g.answers.answers[g.answers.classes.index(top)]
                 kept.append({**pending[i], "ground_truth": answer, "verified_by": "teacher",
                              "agreement": share})  # fmt: skip
         return kept, why, {"teacher": teacher, "teacher_k": v.k}
@@ -404,6 +435,20 @@ class FailureLoop:
                 "the original data[/yellow]", highlight=False,
             )  # fmt: skip
         return Step("mix", len(cands), synth, {}, extra)
+
+
+def agreement(answers, agree: float) -> tuple[str | None, float, str]:
+    """The teacher's majority answer of one question (``GroupAnswers`` of its k solutions,
+    classes by math-verify equivalence) when its share of the k is at least ``agree``; else
+    None and why."""
+    votes = Counter(c for c in answers.classes if c >= 0)
+    if not votes:
+        return None, 0.0, "teacher gave no answer"
+    top, count = votes.most_common(1)[0]
+    share = count / len(answers.classes)
+    if share < agree or list(votes.values()).count(count) > 1:
+        return None, share, f"teacher agreement below {agree:g}"
+    return answers.answers[answers.classes.index(top)], share, ""
 
 
 def _line(step: Step) -> str:

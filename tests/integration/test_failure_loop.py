@@ -1,0 +1,92 @@
+"""The failure loop with a served teacher: the embedding retriever over a corpus, the LLM
+synthesizer and the teacher-agreement check, the tiny model as the teacher on vLLM CPU."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import pytest
+from rich.console import Console
+
+from logics_rl.config.loader import load_config
+
+pytestmark = pytest.mark.integration
+pytest.importorskip("sentence_transformers", reason="the retrieval extra is not installed")
+
+
+def write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+    return str(path)
+
+
+def test_retrieve_synthesize_and_verify_with_a_served_teacher(ray_cluster, tiny_model, tmp_path):
+    from logics_rl.trainer.stages import run
+
+    train = write_jsonl(
+        tmp_path / "train.jsonl",
+        [{"prompt": f"What is {i} + {i + 2}?", "ground_truth": str(2 * i + 2)} for i in range(6)],
+    )
+    corpus = write_jsonl(
+        tmp_path / "corpus.jsonl",
+        [{"question": f"Add {i} and {i + 1}."} for i in range(5)]
+        + [{"question": "Name the capital of France."}, {"question": "Spell the word cat."}],
+    )
+    run_dir = str(tmp_path / "run")
+    cfg = load_config(
+        None,
+        [
+            "mode=failure_loop",
+            f"model.path={tiny_model}",
+            f"trainer.run_dir={run_dir}",
+            f"data.train_files=[{train}]",
+            "data.max_prompt_length=160",
+            "rollout.engine=vllm",
+            "rollout.vllm.kv_cache_gb=0.05",
+            "rollout.max_response_length=12",
+            "failure_loop.k=2",
+            f"failure_loop.retrieval.corpus=[{corpus}]",
+            "failure_loop.retrieval.top_k=2",
+            "failure_loop.synthesizer.name=llm",
+            "failure_loop.synthesizer.per_failure=2",
+            "failure_loop.synthesizer.params={reply_format: whole, max_tokens: 16, prompt: "
+            "'Like {question}'}",
+            "failure_loop.verify.k=3",
+            "failure_loop.verify.agree=0.3",
+            "failure_loop.verify.max_tokens=12",
+            "curate.workers=1",
+            "cluster.call_timeout_s=600",
+        ],
+    )
+    out = io.StringIO()
+    run(cfg, Console(file=out, width=200))
+    with open(os.path.join(run_dir, "failure_loop", "report.json"), encoding="utf-8") as fh:
+        steps = {s["name"]: s for s in json.load(fh)["steps"]}
+    failures = steps["evaluate"]["extra"]["failures"]
+    assert failures > 0  # an untrained model fails
+    root = os.path.join(run_dir, "failure_loop")
+    (retrieved,) = [
+        os.path.join(root, d, "out.jsonl") for d in os.listdir(root) if "-retrieve-" in d
+    ]
+    with open(retrieved, encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    for r in rows:  # arithmetic questions retrieve the additions of the corpus first
+        assert len(r["retrieved"]) == 2
+        assert all(x["text"].startswith("Add ") for x in r["retrieved"]), r["retrieved"]
+    cands = steps["synthesize"]["extra"]["candidates"]
+    assert 0 < cands <= 2 * failures  # the teacher's replies, one problem each
+    verify = steps["verify"]
+    assert verify["extra"]["teacher_checked"] == cands
+    assert verify["rows_in"] == cands
+    with open(
+        [os.path.join(root, d, "out.jsonl") for d in os.listdir(root) if "-verify-" in d][0],
+        encoding="utf-8",
+    ) as fh:
+        verified = [json.loads(line) for line in fh]
+    assert len(verified) + sum(verify["dropped"].values()) == cands
+    for v in verified:  # the teacher's majority answer became the ground truth
+        assert v["verified_by"] == "teacher" and v["agreement"] >= 0.3 and v["ground_truth"]
+    assert "RolloutWorker: 1 rank(s)" in out.getvalue()
