@@ -1,20 +1,17 @@
 """Does the failure-driven loop help? Stage two on the original data vs on the loop's mix.
 
-Stage one (SFT, the quickstart's settings) is given a systematic weakness: its worked solutions
-hold only ``--borrow-keep`` of the 2-digit subtractions that borrow. Then, per seed:
-
-    sft       SFT on the weakened set (the quickstart recipe, mode sft)
-    loop      the failure loop on the SFT model: the RL pool as probes, arithmetic synthesizer,
-              dedup against the pool, decontamination against the held-out files, mix
-    rl_base   RL from the SFT model on the RL pool
-    rl_loop   RL from the SFT model on the loop's mix: same steps, prompts per step, samples
-    eval      every model above on the held-out set (natural mix) and on the weak slice
-              (subtractions that borrow), k samples each
+``recipes/failure_loop_arith_cpu.yaml`` leaves stage one a weakness (few worked subtractions
+that borrow) and runs SFT -> failure loop -> RL. Per seed, this script runs that recipe (arm
+``loop``) and then, from the same SFT model, the same RL stage on the original training set
+(arm ``base``: ``mode=rl model.path=<loop run>/sft/hf``): equal RL steps, prompts per step and
+samples. Both end with the held-out validation (``validation.k`` samples per problem), overall
+and per data source; ``sub_2d_borrow`` is the weak slice.
 
     python benchmarks/bench_failure_loop.py --out runs/bench_failure_loop --seeds 0 1 2
 
-Prints held-out avg@k overall and on the weak slice per seed and arm, and the mean gain of
-rl_loop over rl_base; everything lands in ``--out`` (``results.json``).
+Prints avg@k per seed and arm (SFT, base, loop; overall, weak slice, the other sources), the
+gains of ``loop`` over ``base``, and the loop's own cost; ``results.json`` in ``--out``. A run
+directory that finished is reused when the script is run again.
 """
 
 from __future__ import annotations
@@ -22,76 +19,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICKSTART = os.path.join(ROOT, "logics_rl", "recipes", "quickstart.yaml")
-
-
-def borrows(p) -> bool:
-    from logics_rl.failure_loop.arithmetic import Structure
-
-    return p.op == "sub" and any(Structure.of(p.a, "-", p.b).columns)
-
-
-def make_data(out: str, seed: int, borrow_keep: float, pool: int, val: int) -> dict[str, str]:
-    """Distinct 2-digit problems: an RL pool and SFT set (the same problems; the SFT set keeps
-    ``borrow_keep`` of its borrowing subtractions), a held-out natural set and a held-out weak
-    slice (borrowing subtractions only), never seen in training."""
-    from logics_rl.data.files import write_jsonl
-    from logics_rl.data.synthetic import _rl_row, _sft_row, arithmetic_problem
-
-    rng = random.Random(seed)
-    seen, natural, weak = set(), [], []
-    while len(natural) < pool + val or len(weak) < val:
-        p = arithmetic_problem(rng, 2, 2)
-        if p.prompt in seen:
-            continue
-        seen.add(p.prompt)
-        if len(natural) < pool + val:
-            natural.append(p)
-        elif borrows(p):
-            weak.append(p)
-    train, held = natural[:pool], natural[pool:]
-    keep = random.Random(seed + 1)
-    sft = [p for p in train if not borrows(p) or keep.random() < borrow_keep]
-    paths = {
-        "rl_pool": os.path.join(out, "rl_pool.jsonl"),
-        "sft": os.path.join(out, "sft_train.jsonl"),
-        "val": os.path.join(out, "val_natural.jsonl"),
-        "weak": os.path.join(out, "val_weak.jsonl"),
-    }
-    write_jsonl(paths["rl_pool"], [_rl_row(p) for p in train])
-    write_jsonl(paths["sft"], [_sft_row(p) for p in sft])
-    write_jsonl(paths["val"], [_rl_row(p) for p in held])
-    write_jsonl(paths["weak"], [{**_rl_row(p), "data_source": "sub_borrow"} for p in weak])
-    counts = {
-        "rl_pool": len(train),
-        "rl_pool_borrow": sum(map(borrows, train)),
-        "sft": len(sft),
-        "sft_borrow": sum(map(borrows, sft)),
-        "val": len(held),
-        "weak": len(weak),
-    }
-    with open(os.path.join(out, "data.json"), "w") as fh:
-        json.dump({"paths": paths, "counts": counts}, fh, indent=2)
-    return paths
+RECIPE = os.path.join(ROOT, "recipes", "failure_loop_arith_cpu.yaml")
+WEAK = "sub_2d_borrow"
 
 
 def main_run(run_dir: str, *overrides: str) -> float:
-    """``python -m logics_rl.main`` with the quickstart recipe; its wall time (skipped when the
-    run directory holds a finished marker)."""
+    """``python -m logics_rl.main -c RECIPE`` into ``run_dir``; its wall seconds (a finished
+    run directory is reused)."""
     marker = os.path.join(run_dir, "BENCH_DONE")
     if os.path.exists(marker):
         with open(marker) as fh:
             return float(fh.read())
-    cmd = [sys.executable, "-m", "logics_rl.main", "-c", QUICKSTART, f"trainer.run_dir={run_dir}",
+    cmd = [sys.executable, "-m", "logics_rl.main", "-c", RECIPE, f"trainer.run_dir={run_dir}",
            "trainer.progress=false", "trainer.plot=false", *overrides]  # fmt: skip
-    t0 = time.monotonic()
     os.makedirs(run_dir, exist_ok=True)
+    t0 = time.monotonic()
     with open(os.path.join(run_dir, "bench.log"), "w") as log:
         code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     if code != 0:
@@ -102,12 +51,13 @@ def main_run(run_dir: str, *overrides: str) -> float:
     return seconds
 
 
-def evaluate(run_dir: str, model: str, paths: dict, k: int) -> dict:
-    files = f"[{{path: {paths['val']}, name: natural}}, {{path: {paths['weak']}, name: weak}}]"
-    main_run(run_dir, "mode=eval", f"model.path={model}", f"eval.files={files}", f"eval.k={k}")
-    with open(os.path.join(run_dir, "summary.json")) as fh:
-        s = json.load(fh)
-    return {name: s[name]["all"][f"avg@{k}"] for name in ("natural", "weak")}
+def scores(metrics: dict) -> dict:
+    out = {"overall": metrics["val/avg@k"]}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2] == "avg@k":
+            out[parts[1]] = value
+    return out
 
 
 def main() -> None:
@@ -116,67 +66,46 @@ def main() -> None:
     )
     ap.add_argument("--out", default="runs/bench_failure_loop")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--borrow-keep", type=float, default=0.1)
-    ap.add_argument("--pool", type=int, default=4000)
-    ap.add_argument("--val", type=int, default=256)
-    ap.add_argument("--sft-steps", type=int, default=300)
-    ap.add_argument("--rl-steps", type=int, default=70)
-    ap.add_argument("--probes", type=int, default=512)
-    ap.add_argument("--mix-ratio", type=float, default=0.4)
-    ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("overrides", nargs="*", help="recipe overrides for both arms (key=value)")
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    paths = make_data(os.path.join(out, "data"), 1234, args.borrow_keep, args.pool, args.val)
-    results: dict = {"args": vars(args), "seeds": {}}
+    results: dict = {"recipe": RECIPE, "overrides": args.overrides, "seeds": {}}
     for seed in args.seeds:
         d = os.path.join(out, f"seed{seed}")
-        common = [f"trainer.seed={seed}"]
-        t = {}
-        t["sft"] = main_run(f"{d}/sft", *common, "mode=sft", f"sft.train_files=[{paths['sft']}]",
-                            f"sft.total_steps={args.sft_steps}")  # fmt: skip
-        sft_model = f"{d}/sft/hf"
-        t["loop"] = main_run(
-            f"{d}/loop", *common, "mode=failure_loop", f"model.path={sft_model}",
-            f"data.train_files=[{paths['rl_pool']}]", f"failure_loop.max_probes={args.probes}",
-            "failure_loop.k=4", f"failure_loop.mix_ratio={args.mix_ratio}",
-            f"failure_loop.seed={seed}",
-            f"failure_loop.decontaminate_against=[{paths['val']},{paths['weak']}]",
-            "curate.dedup.near=false",
-        )  # fmt: skip
-        with open(f"{d}/loop/failure_loop/report.json") as fh:
+        common = [f"trainer.seed={seed}", *args.overrides]
+        t_loop = main_run(f"{d}/loop", *common)
+        t_base = main_run(f"{d}/base", *common, "mode=rl", f"model.path={d}/loop/sft/hf")
+        with open(f"{d}/loop/summary.json") as fh:
             loop = json.load(fh)
-        rl = ["mode=rl", f"model.path={sft_model}", f"trainer.total_steps={args.rl_steps}",
-              "validation.at_start=false", "validation.at_end=false"]  # fmt: skip
-        t["rl_base"] = main_run(f"{d}/rl_base", *common, *rl,
-                                f"data.train_files=[{paths['rl_pool']}]")  # fmt: skip
-        t["rl_loop"] = main_run(f"{d}/rl_loop", *common, *rl,
-                                f"data.train_files=[{loop['train_file']}]")  # fmt: skip
-        step = f"checkpoints/step_{args.rl_steps}"
-        scores = {
-            "sft": evaluate(f"{d}/eval_sft", sft_model, paths, args.k),
-            "rl_base": evaluate(f"{d}/eval_base", f"{d}/rl_base/{step}", paths, args.k),
-            "rl_loop": evaluate(f"{d}/eval_loop", f"{d}/rl_loop/{step}", paths, args.k),
-        }
-        steps = {s["name"]: s for s in loop["steps"]}
-        results["seeds"][seed] = {
-            "scores": scores, "seconds": t,
-            "loop": {"failures": steps["evaluate"]["extra"]["failures"],
-                     "probes": steps["evaluate"]["extra"]["probes"],
-                     "by_source": steps["evaluate"]["extra"]["by_source"],
-                     "candidates": steps["synthesize"]["extra"]["candidates"],
-                     "kept": len(steps["filter"].get("rows", [])) or None,
-                     "mix": steps["mix"]["extra"]},
+        with open(f"{d}/base/summary.json") as fh:
+            base = json.load(fh)
+        with open(f"{d}/loop/failure_loop/report.json") as fh:
+            report = {s["name"]: s for s in json.load(fh)["steps"]}
+        row = {
+            "sft": scores(loop["SFT (stage one)"]),
+            "sft_seen_by_base": scores(base["initial policy"]),
+            "base": scores(base["after RL"]),
+            "loop": scores(loop["SFT + RL (stage two)"]),
+            "seconds": {"loop_run": t_loop, "base_run": t_base,
+                        "loop_steps": {n: s["seconds"] for n, s in report.items()}},
+            "loop_report": {"failures": report["evaluate"]["extra"]["failures"],
+                     "by_source": report["evaluate"]["extra"]["by_source"],
+                     "candidates": report["synthesize"]["extra"]["candidates"],
+                     "filtered": report["filter"]["dropped"],
+                     "mix": report["mix"]["extra"]},
         }  # fmt: skip
-        print(f"seed {seed}: " + "  ".join(
-            f"{arm} natural {s['natural']:.3f} weak {s['weak']:.3f}" for arm, s in scores.items()
-        ), flush=True)  # fmt: skip
+        results["seeds"][seed] = row
         with open(os.path.join(out, "results.json"), "w") as fh:
             json.dump(results, fh, indent=2)
-    seeds = results["seeds"].values()
-    for part in ("natural", "weak"):
-        gains = [s["scores"]["rl_loop"][part] - s["scores"]["rl_base"][part] for s in seeds]
-        print(f"{part}: rl_loop - rl_base = {100 * sum(gains) / len(gains):+.1f} points "
+        print(f"seed {seed}: " + "  ".join(
+            f"{arm} overall {row[arm]['overall']:.3f} weak {row[arm][WEAK]:.3f}"
+            for arm in ("sft", "base", "loop")
+        ), flush=True)  # fmt: skip
+    rows = list(results["seeds"].values())
+    for part in ("overall", WEAK, "add_2d", "sub_2d"):
+        gains = np.array([r["loop"][part] - r["base"][part] for r in rows])
+        print(f"{part:>14}: loop - base = {100 * gains.mean():+.1f} points "
               f"(per seed {', '.join(f'{100 * g:+.1f}' for g in gains)})")  # fmt: skip
 
 

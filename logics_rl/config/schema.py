@@ -298,6 +298,10 @@ class SyntheticDataConfig:
     seed: int = 1234
     # share of SFT training solutions with one arithmetic slip (an imperfect teacher)
     teacher_error_rate: float = 0.0
+    # share of the subtractions that borrow kept in the SFT set: below 1 stage one is left a
+    # systematic weakness (for the failure loop), and those problems get the data source
+    # sub_<d>d_borrow everywhere, so validation reports the weak slice on its own
+    sft_borrow_keep: float = 1.0
 
 
 @dataclass

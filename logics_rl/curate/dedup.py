@@ -10,7 +10,11 @@
    about 18x faster than ``datasketch``'s bulk API here) cut into ``bands`` x ``rows``, chosen
    from ``threshold`` when not given (the pair minimising the false-positive plus
    false-negative area of the LSH S-curve). Each bucket becomes a star of edges to its
-   smallest key.
+   smallest key. A MinHash edge is kept only when the two questions' shingle sets have a
+   Jaccard similarity of at least ``threshold`` (computed exactly for the rows on candidate
+   edges): band collisions of dissimilar rows are rare per pair but many over all pairs, and a
+   signature's estimate is noisy near the threshold; on short templated questions ("Compute
+   61-48.") either would chain unrelated rows into one component.
 3. **Components.** Connected components of that graph by alternating large-star / small-star
    rounds (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014) until every
    edge joins a row to the smallest key of its component; every other row of a component is
@@ -202,11 +206,24 @@ def _canonical(pairs: np.ndarray) -> np.ndarray:
     return np.unique(np.stack([hi, lo], 1), axis=0)
 
 
+def _signatures(questions: list[str], cfg: dict) -> np.ndarray:
+    """``[n, num_perm]`` uint32 MinHash signatures of the normalised questions' word shingles."""
+    import rensa
+
+    flat, offsets = shingle_hashes(questions, cfg["shingle_size"], {}, normalized=True)
+    mat = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+        flat, offsets.astype(np.uint64), cfg["num_perm"], cfg["seed"]
+    )
+    return np.fromiter(
+        itertools.chain.from_iterable(mat.to_rows()),
+        np.uint32,
+        count=len(questions) * cfg["num_perm"],
+    ).reshape(len(questions), cfg["num_perm"])
+
+
 def _records(batch: pa.Table, keep: str, prefer: list[str], cfg: dict) -> dict:
     """``(bucket, key)`` per row and bucket: the exact-hash bucket (odd ids) and the MinHash
     band buckets (even ids)."""
-    import rensa
-
     keys = rank_keys(batch, keep, prefer)
     questions = [normalize(q) for q in batch.column("question").to_pylist()]
     buckets, owners = [], []
@@ -214,21 +231,41 @@ def _records(batch: pa.Table, keep: str, prefer: list[str], cfg: dict) -> dict:
         buckets.append(np.array([exact_key(q, normalized=True) for q in questions], np.int64) | 1)
         owners.append(keys)
     if cfg["near"] and len(keys):
-        flat, offsets = shingle_hashes(questions, cfg["shingle_size"], {}, normalized=True)
-        mat = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
-            flat, offsets.astype(np.uint64), cfg["num_perm"], cfg["seed"]
-        )
-        sig = np.fromiter(
-            itertools.chain.from_iterable(mat.to_rows()),
-            np.uint32,
-            count=len(keys) * cfg["num_perm"],
-        ).reshape(len(keys), cfg["num_perm"])
+        sig = _signatures(questions, cfg)
         bands = band_buckets(sig, cfg["bands"], cfg["rows"]) & ~1
         buckets.append(bands.reshape(-1))
         owners.append(np.repeat(keys, cfg["bands"]))
     if not buckets:
         return {"bucket": np.zeros(0, np.int64), "key": np.zeros(0, np.int64)}
     return {"bucket": np.concatenate(buckets), "key": np.concatenate(owners)}
+
+
+def _wanted_shingles(
+    batch: pa.Table, keep: str, prefer: list[str], cfg: dict, wanted: np.ndarray
+) -> pa.Table:
+    """``(key, shingles)`` of the rows whose key is in the sorted array ``wanted``: each row's
+    distinct hashed word shingles, sorted."""
+    keys = rank_keys(batch, keep, prefer)
+    hit = np.isin(keys, wanted)
+    questions = [normalize(q) for q, h in zip(batch.column("question").to_pylist(), hit) if h]
+    flat, offsets = shingle_hashes(questions, cfg["shingle_size"], {}, normalized=True)
+    sets = [np.unique(flat[offsets[i] : offsets[i + 1]]) for i in range(len(questions))]
+    return pa.table(
+        {"key": pa.array(keys[hit], pa.int64()), "shingles": pa.array(sets, pa.list_(pa.uint64()))}
+    )
+
+
+def verify_edges(
+    pairs: np.ndarray, shingles: dict[int, np.ndarray], threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate edge, the Jaccard similarity of its two rows' shingle sets (sorted unique
+    hashes by key), and whether it reaches ``threshold``."""
+    est = np.empty(len(pairs), np.float64)
+    for i, (u, v) in enumerate(pairs):
+        a, b = shingles[int(u)], shingles[int(v)]
+        inter = len(np.intersect1d(a, b, assume_unique=True))
+        est[i] = inter / (len(a) + len(b) - inter) if len(a) + len(b) else 1.0
+    return est, est >= threshold
 
 
 def cluster_ids(keys: np.ndarray, stars: np.ndarray) -> list[int | None]:
@@ -288,6 +325,32 @@ class Dedup:
             "rensa": rensa.RMinHash.ALGORITHM_VERSION,
         }
 
+    def _verified(self, ds, pairs, exact, common, opts, conc):
+        """The candidate edges whose two questions' shingle sets have a Jaccard similarity of
+        at least the threshold (exact-hash edges stand as they are); and how many were
+        rejected. Band collisions of dissimilar rows are rare per pair but many over all pairs,
+        and a signature's estimate is noisy near the threshold (+-0.04 at 128 permutations):
+        on short templated questions either would chain unrelated rows into one component."""
+        near = ~exact
+        if not near.any():
+            return pairs, exact, 0
+        wanted = np.unique(pairs[near])
+        got = ds.map_batches(
+            _wanted_shingles,
+            fn_kwargs={**common, "cfg": opts, "wanted": wanted},
+            batch_format="pyarrow",
+            compute=tasks(conc),
+        )
+        sets: dict[int, np.ndarray] = {}
+        for t in got.iter_batches(batch_format="pyarrow", batch_size=None):
+            for key, sh in zip(t.column("key").to_numpy(), t.column("shingles").to_pylist()):
+                sets[int(key)] = np.asarray(sh, np.uint64)
+        _, ok = verify_edges(pairs[near], sets, self.cfg.threshold)
+        keep = exact.copy()
+        keep[np.flatnonzero(near)[ok]] = True
+        rejected = int(len(_canonical(pairs[near][~ok])))
+        return pairs[keep], exact[keep], rejected
+
     def apply(self, ds, ctx):
         c = self.cfg
         common = {"keep": str(c.keep), "prefer": list(c.prefer_sources)}
@@ -306,6 +369,8 @@ class Dedup:
             _records, fn_kwargs={**common, "cfg": opts}, batch_format="pyarrow", compute=tasks(conc)
         )
         pairs, exact = _collect(_grouped(recs, "bucket", star_edges, parts, conc))
+        candidates = int(len(_canonical(pairs)))
+        pairs, exact, rejected = self._verified(ds, pairs, exact, common, opts, conc)
         exact_leaves = np.unique(pairs[exact][:, 1]) if len(pairs) else np.zeros(0, np.int64)
         stars, rounds = components(pairs, parts, conc, c.max_rounds)
         removed = stars[:, 0]
@@ -326,7 +391,8 @@ class Dedup:
         extra = {
             "bands": self.bands,
             "rows": self.rows,
-            "candidate_edges": int(len(_canonical(pairs))),
+            "candidate_edges": candidates,
+            "rejected_edges": rejected,
             "component_rounds": rounds,
         }
         return marked, extra

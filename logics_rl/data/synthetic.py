@@ -10,6 +10,7 @@ stage one and RL can sharpen it in stage two.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from dataclasses import dataclass
@@ -125,6 +126,19 @@ def _slip(p: Problem, slips: random.Random, rate: float) -> tuple[int, int] | No
     return slips.randrange(p.columns), slips.choice((-1, 1))
 
 
+def borrows(p: Problem) -> bool:
+    """A subtraction with at least one borrow (column by column, least significant first)."""
+    if p.op != "sub":
+        return False
+    da, db = str(p.a)[::-1], str(p.b)[::-1]
+    borrow = 0
+    for i in range(len(da)):
+        borrow = 1 if int(da[i]) - borrow < (int(db[i]) if i < len(db) else 0) else 0
+        if borrow:
+            return True
+    return False
+
+
 def _rl_row(p: Problem) -> dict:
     return {"prompt": p.prompt, "ground_truth": p.answer, "data_source": p.source}
 
@@ -152,6 +166,8 @@ def write_task(cfg: SyntheticDataConfig, out_dir: str) -> dict[str, str]:
         raise ValueError(f"unknown synthetic task {cfg.task!r}; available: arithmetic")
     if not 0.0 <= cfg.teacher_error_rate <= 1.0:
         raise ValueError(f"teacher_error_rate must be in [0, 1], got {cfg.teacher_error_rate}")
+    if not 0.0 <= cfg.sft_borrow_keep <= 1.0:
+        raise ValueError(f"sft_borrow_keep must be in [0, 1], got {cfg.sft_borrow_keep}")
     rng = random.Random(cfg.seed)
     rows = _distinct_problems(cfg, rng)
     # Draws without repeats exhaust the small (1-digit) problems early: shuffle before splitting
@@ -161,9 +177,17 @@ def write_task(cfg: SyntheticDataConfig, out_dir: str) -> dict[str, str]:
     slips = random.Random(cfg.seed + 1)  # its own stream: the problems do not depend on the rate
     names = ("rl_train", "rl_val", "sft_train", "sft_val")
     paths = {name: os.path.join(out_dir, f"{name}.jsonl") for name in names}
+    sft_train = train
+    if cfg.sft_borrow_keep < 1.0:  # a weakness: few worked borrowing subtractions in stage one
+        keep = random.Random(cfg.seed + 2)
+        sft_train = [p for p in train if not borrows(p) or keep.random() < cfg.sft_borrow_keep]
+        train, val, sft_train = (
+            [dataclasses.replace(p, source=f"{p.source}_borrow") if borrows(p) else p for p in ps]
+            for ps in (train, val, sft_train)
+        )
     write_jsonl(paths["rl_train"], [_rl_row(p) for p in train])
     write_jsonl(paths["rl_val"], [_rl_row(p) for p in val])
     rate = cfg.teacher_error_rate
-    write_jsonl(paths["sft_train"], [_sft_row(p, _slip(p, slips, rate)) for p in train])
+    write_jsonl(paths["sft_train"], [_sft_row(p, _slip(p, slips, rate)) for p in sft_train])
     write_jsonl(paths["sft_val"], [_sft_row(p) for p in val])
     return paths

@@ -45,9 +45,10 @@ def kept_ids(run_dir, step) -> set[int]:
     return set(t.filter(pc.is_null(t["_drop"]))["id"].to_pylist())
 
 
-def detection(s: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """P(a pair of Jaccard s shares a band) for bands x rows LSH."""
-    return 1 - (1 - s**rows) ** bands
+def detection(s: np.ndarray, bands: int, rows: int, t: float = 0.7) -> np.ndarray:
+    """P(a pair of Jaccard s is linked): it shares a band (the LSH S-curve) and its Jaccard,
+    checked exactly, is at least ``t``."""
+    return (1 - (1 - s**rows) ** bands) * (s >= t)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +96,8 @@ def test_dedup_finds_the_planted_duplicates_as_the_lsh_curve_predicts(planted, d
         if row["uid"] not in kept:
             assert len(clusters[row["cluster"]]) > 1, row
     # near copies: linked to their original (same dup_cluster) at least at the rate the S-curve
-    # predicts from each pair's measured Jaccard (within 4 standard deviations); sibling copies
-    # of the same original can link a pair too, so only more is linked
+    # and the exact check predict from each pair's measured Jaccard (within 4 standard
+    # deviations); sibling copies of the same original can link a pair too, so only more is
     t = step_rows(run_dir, "dedup", ("id", "dup_cluster")).to_pylist()
     label = {r["id"]: r["dup_cluster"] for r in t}
     near = [m for m in rows if m["kind"] == "near"]
@@ -109,6 +110,7 @@ def test_dedup_finds_the_planted_duplicates_as_the_lsh_curve_predicts(planted, d
     jac = np.array([m["jaccard"] for m in near])
     assert linked[jac >= 0.85].mean() >= 0.95
     assert linked[jac <= 0.55].mean() < 0.5  # the threshold (0.7) separates
+    assert extra["rejected_edges"] >= 0 and extra["candidate_edges"] >= extra["rejected_edges"]
     # every cluster keeps exactly one row: its label is a kept row, every other member removed
     for cid in {v for v in label.values() if v is not None}:
         members = [i for i, v in label.items() if v == cid]
@@ -119,6 +121,30 @@ def test_dedup_finds_the_planted_duplicates_as_the_lsh_curve_predicts(planted, d
         for c in clusters.values()
         if sum(m["kind"] in ("original", "exact") for m in c) > 1
     )
+
+
+def test_templated_questions_are_not_chained(ray_cluster, tmp_path):
+    """2,000 distinct 2-digit sums and differences share most of their shingles (Jaccard 0.43,
+    and 0.67 for 12,687 pairs that share a number): band collisions over two million pairs, and
+    signature estimates that land above 0.7, would chain them into components; the exact check
+    keeps every one of them."""
+    import random
+
+    from logics_rl.data.synthetic import arithmetic_problem
+
+    rng, seen, rows = random.Random(0), set(), []
+    while len(rows) < 2000:
+        p = arithmetic_problem(rng, 2, 2)
+        if p.prompt not in seen:
+            seen.add(p.prompt)
+            rows.append({"question": p.prompt, "answer": p.answer})
+    path = write_jsonl(tmp_path / "arith.jsonl", rows)
+    rep = curate(
+        str(tmp_path / "run"), f"curate.inputs=[{{path: {path}}}]", "curate.stages=[dedup]"
+    )
+    dedup = rep["steps"][1]
+    assert dedup["removed"] == {}, dedup
+    assert dedup["extra"]["rejected_edges"] > 0  # there were chance collisions to reject
 
 
 def test_dedup_keeps_the_longest_solution_of_an_exact_cluster(planted, dedup_runs):

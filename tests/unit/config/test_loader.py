@@ -204,6 +204,7 @@ PINNED = {
     "data.synthetic.max_digits": 2,
     "data.synthetic.seed": 1234,
     "data.synthetic.teacher_error_rate": 0.0,
+    "data.synthetic.sft_borrow_keep": 1.0,
     "rollout.engine": "vllm",
     "rollout.n": 8,
     "rollout.max_response_length": 1024,

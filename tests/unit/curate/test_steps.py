@@ -208,3 +208,17 @@ def test_rows_conform_mark_and_fill():
     t = rows.mark(rows.mark(t, ["first", None]), ["second", "later"])
     assert t.column(rows.DROP).to_pylist() == ["first", "later"]
     assert rows.fill(r"{question} \boxed{}", {"question": "Q"}) == r"Q \boxed{}"
+
+
+def test_verify_edges_by_exact_jaccard():
+    import numpy as np
+
+    from logics_rl.curate.dedup import verify_edges
+
+    sets = {
+        1: np.array([1, 2, 3, 4], np.uint64),
+        2: np.array([1, 2, 3, 5], np.uint64),  # 3 of 5: 0.6
+        3: np.array([1, 2, 3, 4, 9], np.uint64),  # 4 of 5: 0.8
+    }
+    est, ok = verify_edges(np.array([[2, 1], [3, 1], [3, 2]]), sets, 0.7)
+    assert est.tolist() == [0.6, 0.8, 0.5] and ok.tolist() == [False, True, False]

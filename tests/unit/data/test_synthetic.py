@@ -54,3 +54,35 @@ def test_same_config_same_bytes(tmp_path):
     for key in a:
         with open(a[key], "rb") as fa, open(b[key], "rb") as fb:
             assert fa.read() == fb.read()
+
+
+def test_a_borrow_weakness_for_stage_one(tmp_path):
+    """``sft_borrow_keep`` drops most borrowing subtractions from the SFT set only, labels them
+    ``sub_<d>d_borrow`` everywhere, and leaves every problem where it was."""
+    import dataclasses
+
+    from logics_rl.data.synthetic import borrows
+
+    base = write_task(dataclasses.replace(CFG, teacher_error_rate=0.0), str(tmp_path / "a"))
+    weak = write_task(
+        dataclasses.replace(CFG, teacher_error_rate=0.0, train_size=400, sft_borrow_keep=0.0),
+        str(tmp_path / "b"),
+    )
+    sources = {r["data_source"] for r in rows(weak["rl_train"])}
+    assert sources >= {"sub_2d_borrow", "sub_3d_borrow", "sub_1d", "add_2d"}  # 1 digit: no borrow
+    assert "sub_1d_borrow" not in sources
+    for r in rows(weak["rl_train"]) + rows(weak["rl_val"]):
+        a, op, b = r["prompt"].split()[1].rstrip(".").partition("-")
+        if op:
+            p = type("P", (), {"op": "sub", "a": int(a), "b": int(b)})
+            assert borrows(p) == r["data_source"].endswith("_borrow"), r
+    assert not [r for r in rows(weak["sft_train"]) if r["data_source"].endswith("_borrow")]
+    assert len(rows(weak["rl_train"])) == 400
+    # the default writes exactly what it wrote before
+    again = write_task(
+        dataclasses.replace(CFG, teacher_error_rate=0.0, sft_borrow_keep=1.0), str(tmp_path / "c")
+    )
+    assert {k: digest(p) for k, p in again.items()} == {k: digest(p) for k, p in base.items()}
+    assert borrows(type("P", (), {"op": "sub", "a": 100, "b": 1})) and not borrows(
+        type("P", (), {"op": "add", "a": 19, "b": 1})
+    )
