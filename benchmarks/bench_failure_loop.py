@@ -8,6 +8,7 @@ samples. Both end with the held-out validation (``validation.k`` samples per pro
 and per data source; ``sub_2d_borrow`` is the weak slice.
 
     python benchmarks/bench_failure_loop.py --out runs/bench_failure_loop --seeds 0 1 2
+    python benchmarks/bench_failure_loop.py trainer.total_steps=100 --seeds 0 1 2   # overrides first
 
 Prints avg@k per seed and arm (SFT, base, loop; overall, weak slice, the other sources), the
 gains of ``loop`` over ``base``, and the loop's own cost; ``results.json`` in ``--out``. A run

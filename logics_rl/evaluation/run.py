@@ -235,11 +235,13 @@ def _evaluate(b: Benchmark, ev: Evaluator, pad_id: int, cfg: Config, run_dir: st
 
 def print_summary(console: Console, summary: dict[str, Any]) -> None:
     """One row per file, and per data source within it when it has several: prompts (n),
-    samples each (k), avg@k (= pass@1), pass@k, maj@k, response length (mean, max), truncated
-    and unanswered shares."""
-    table = Table(title=f"evaluation of {summary.get('model', '')}", box=box.SIMPLE_HEAD)
+    samples each (k), avg@k (= pass@1), pass@k, maj@k, response length (mean, max), the share
+    cut at the token limit and the share without an answer (none)."""
+    table = Table(
+        title=f"evaluation of {summary.get('model', '')}", box=box.SIMPLE_HEAD, pad_edge=False
+    )
     table.add_column("file/source", no_wrap=True)
-    for col in ("n", "k", "avg@k", "pass@k", "maj@k", "len", "max", "trunc", "no ans"):
+    for col in ("n", "k", "avg@k", "pass@k", "maj@k", "len", "max", "cut", "none"):
         table.add_column(col, justify="right", no_wrap=True)
 
     def row(label: str, m: dict[str, float]) -> None:

@@ -334,15 +334,24 @@ class FailureLoop:
             sampling = Sampling(n=v.k, temperature=v.temperature, top_p=v.top_p,
                                 max_tokens=v.max_tokens, stop=list(cfg.rollout.sampling.stop))  # fmt: skip
             width = max(len(r.prompt_ids) for r in records)
+            responses: dict[int, list[str]] = {}
+
+            def keep_responses(rows: list[dict]) -> None:
+                for r in rows:
+                    responses.setdefault(r["prompt_index"], []).append(r["response"])
+
             with Evaluator(cfg, teacher, width, v.max_tokens, self.console) as ev:
-                groups, _, _, _ = ev.evaluate("teacher", records, sampling, pad_id_of(tok))
-            for i, g in zip(live, groups):
+                groups, _, _, _ = ev.evaluate(
+                    "teacher", records, sampling, pad_id_of(tok), keep_responses
+                )
+            for j, (i, g) in enumerate(zip(live, groups)):
                 answer, share, reason = agreement(g.answers, v.agree)
                 if answer is None:
                     why[reason] += 1
                     continue
+                first = g.answers.answers.index(answer)  # a solution reaching the majority answer
                 kept.append({**pending[i], "ground_truth": answer, "verified_by": "teacher",
-                             "agreement": share})  # fmt: skip
+                             "agreement": share, "solution": responses[j][first]})  # fmt: skip
         return kept, why, {"teacher": teacher, "teacher_k": v.k}
 
     def _benchmarks(self) -> list[str]:
@@ -406,35 +415,58 @@ class FailureLoop:
         return out
 
     def mix(self, cands: list[dict]) -> Step:
-        ratio = self.lc.mix_ratio
-        originals = [r.data for r in iter_files(self.cfg.data.train_files)]
-        want = round(ratio / (1 - ratio) * len(originals)) if cands else 0
-        rng = random.Random(self.lc.seed)
-        order = list(range(len(cands)))
-        rng.shuffle(order)
-        used = [cands[order[i % len(order)]] for i in range(want)] if order else []
-        synth = [
+        """Stage two's RL prompts (``output/rl.jsonl``: ``data.train_files`` plus the kept
+        questions) and, from the questions with a worked solution, a continued-SFT set
+        (``output/sft.jsonl``: ``sft.train_files`` plus them), each at ``mix_ratio``."""
+        out_dir = os.path.join(self.root, "output")
+        rl = [
             {"prompt": c["question"], "ground_truth": str(c["ground_truth"]),
              "data_source": c["data_source"],
              "extras": {"synthesized_for": c["failure"], **c.get("info", {})}}
-            for c in used
+            for c in cands
         ]  # fmt: skip
-        rows = originals + synth
-        rng.shuffle(rows)
-        out_dir = os.path.join(self.root, "output")
-        train_file = os.path.join(out_dir, "rl.jsonl")
-        write_jsonl(train_file, rows)
-        extra = {
-            "train_file": train_file, "original": len(originals), "synthesized": len(cands),
-            "synthesized_used": len(synth), "repeats": max(0, want - len(cands)) if cands else 0,
-            "ratio": len(synth) / len(rows) if rows else 0.0,
-        }  # fmt: skip
+        train_file, rl_stats, used = self._mixed(
+            self.cfg.data.train_files, rl, os.path.join(out_dir, "rl.jsonl")
+        )
+        sft = [
+            {"messages": [{"role": "user", "content": c["question"]},
+                          {"role": "assistant", "content": c["solution"]}],
+             "data_source": c["data_source"]}
+            for c in cands if c.get("solution")
+        ]  # fmt: skip
+        extra = {"train_file": train_file, **rl_stats}
+        if sft:
+            sft_file, sft_stats, _ = self._mixed(
+                self.cfg.sft.train_files, sft, os.path.join(out_dir, "sft.jsonl")
+            )
+            extra["sft_file"] = sft_file
+            extra.update({f"sft_{k}": v for k, v in sft_stats.items()})
         if not cands:
             self.console.print(
                 "[yellow]failure loop: no synthesized question survived; stage two trains on "
                 "the original data[/yellow]", highlight=False,
             )  # fmt: skip
-        return Step("mix", len(cands), synth, {}, extra)
+        return Step("mix", len(cands), used, {}, extra)
+
+    def _mixed(self, files: list[str], synth: list[dict], path: str):
+        """``files``' rows plus ``synth`` rows making ``mix_ratio`` of the result (repeated when
+        too few, a sample when too many; all of them when ``files`` is empty), shuffled."""
+        ratio = self.lc.mix_ratio
+        originals = [r.data for r in iter_files(files)]
+        want = round(ratio / (1 - ratio) * len(originals)) if originals else len(synth)
+        want = want if synth else 0
+        rng = random.Random(self.lc.seed)
+        order = list(range(len(synth)))
+        rng.shuffle(order)
+        used = [synth[order[i % len(order)]] for i in range(want)]
+        rows = originals + used
+        rng.shuffle(rows)
+        write_jsonl(path, rows)
+        stats = {
+            "original": len(originals), "synthesized": len(synth), "synthesized_used": len(used),
+            "repeats": max(0, want - len(synth)), "ratio": len(used) / len(rows) if rows else 0.0,
+        }  # fmt: skip
+        return path, stats, used
 
 
 def agreement(answers, agree: float) -> tuple[str | None, float, str]:

@@ -47,6 +47,7 @@ class Candidate:
     failure: int  # the uid of the failure it targets
     data_source: str
     info: dict = field(default_factory=dict)  # how it was made (synthesizer, structure, ...)
+    solution: str | None = None  # a worked solution (for continued SFT), when one is known
 
 
 @dataclass
@@ -60,20 +61,22 @@ class SynthRequest:
 
 @SYNTHESIZERS.register("arithmetic")
 def arithmetic(req: SynthRequest) -> list[Candidate]:
-    """``per_failure`` problems with each failure's structure (``failure_loop.arithmetic``);
-    a failure without an ``a+b`` / ``a-b`` expression gets none (counted by the loop)."""
+    """``per_failure`` problems with each failure's structure (``failure_loop.arithmetic``),
+    each with its computed answer and the column-by-column worked solution of the built-in task
+    (none for a negative difference); a failure without an ``a+b`` / ``a-b`` expression gets
+    none (counted by the loop)."""
+    from logics_rl.data.synthetic import worked_addition, worked_subtraction
+
     out = []
     for f in req.failures:
         for text, answer, structure in arith.similar(f.question, req.per_failure, req.rng):
-            out.append(
-                Candidate(
-                    text,
-                    answer,
-                    f.uid,
-                    f.data_source,
-                    {"synthesizer": "arithmetic", "structure": structure.name},
-                )
-            )
+            a, op, b, _ = arith.parse(text)
+            if op == "+":
+                solution = worked_addition(a, b)
+            else:
+                solution = worked_subtraction(a, b) if a >= b else None
+            info = {"synthesizer": "arithmetic", "structure": structure.name}
+            out.append(Candidate(text, answer, f.uid, f.data_source, info, solution))
     return out
 
 

@@ -58,6 +58,7 @@ def test_the_loop_end_to_end_then_killed_and_resumed(
     from transformers import AutoTokenizer
 
     from logics_rl.data.prompts import load_prompts
+    from logics_rl.data.sft import load_conversations
     from logics_rl.failure_loop.arithmetic import Structure, parse
 
     ref_dir = str(tmp_path / "reference")
@@ -85,10 +86,13 @@ def test_the_loop_end_to_end_then_killed_and_resumed(
     synth = [r for r in rows if "synthesized_for" in (r.get("extras") or {})]
     assert len(synth) == steps["mix"]["extra"]["synthesized_used"] > 0
     assert len(rows) - len(synth) == len(train)
-    # the mixed set is what the RL trainer loads
+    # the mixed sets are what the RL trainer and the SFT trainer load
     tok = AutoTokenizer.from_pretrained(tiny_model)
     records, counts = load_prompts([report["train_file"]], tok, max_prompt_length=128)
     assert len(records) == len(rows) and counts["too_long"] == 0
+    sft_file = steps["mix"]["extra"]["sft_file"]  # worked solutions of the synthesized problems
+    convs, counts = load_conversations([sft_file], tok, max_length=256)
+    assert len(convs) == steps["mix"]["extra"]["sft_synthesized_used"] > 0
 
     run_dir = str(tmp_path / "killed")
     proc = subprocess.Popen(

@@ -62,3 +62,9 @@ def test_the_registered_synthesizer():
     assert len(out) == 3 and {c.failure for c in out} == {3}
     assert all(c.data_source == "sub_2d" and c.info["synthesizer"] == "arithmetic" for c in out)
     assert all(c.info["structure"] == "- 2x2 digits, borrow [.c]" for c in out)
+    for c in out:  # the built-in task's worked solution, ending in the answer
+        assert c.solution.endswith(f"\\boxed{{{c.ground_truth}}}") and "borrow 1" in c.solution
+    neg = fn(
+        SynthRequest([Failure(1, "Compute 3-8.", "-5", "s", 0.0, [])], [[]], 2, random.Random(0))
+    )
+    assert len(neg) == 2 and all(c.solution is None and int(c.ground_truth) < 0 for c in neg)

@@ -82,3 +82,19 @@ def test_mix_ratio_is_checked(tmp_path):
     )
     with pytest.raises(ConfigError, match="mix_ratio"):
         FailureLoop(cfg, str(tmp_path), Console(file=io.StringIO()), "unused")
+
+
+def test_mix_writes_a_continued_sft_set_from_worked_solutions(loop, tmp_path):
+    cands = [
+        {**cand(f"Compute {i}+9.", str(i + 9), failure=i), "solution": f"work \\boxed{{{i + 9}}}"}
+        for i in range(3)
+    ] + [cand("Compute 1-9.", "-8")]  # no worked solution: RL only
+    x = loop(0.3).mix(cands).extra
+    assert x["synthesized"] == 4 and x["sft_synthesized"] == 3
+    assert x["sft_original"] == 0 and x["sft_synthesized_used"] == 3  # no sft.train_files: all
+    with open(x["sft_file"], encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    assert sorted(r["messages"][0]["content"] for r in rows) == [
+        f"Compute {i}+9." for i in range(3)
+    ]
+    assert all(r["messages"][1]["role"] == "assistant" for r in rows)
