@@ -88,8 +88,12 @@ class FailureLoop:
         os.makedirs(self.root, exist_ok=True)
         lc = self.lc
         model = [os.path.abspath(self.model_path)]
-        if os.path.exists(os.path.join(self.model_path, "config.json")):
-            model.append(_stat(os.path.join(self.model_path, "config.json")))
+        if os.path.isdir(self.model_path):  # its weights and configs, as written
+            model += [
+                _stat(os.path.join(self.model_path, f))
+                for f in sorted(os.listdir(self.model_path))
+                if f.endswith((".json", ".safetensors"))
+            ]
         key = _key("", "inputs", {
             "model": model, "probe": [_stat(p) for p in self.probe_files],
             "train": [_stat(p) for p in self.cfg.data.train_files],
@@ -105,7 +109,8 @@ class FailureLoop:
             ("verify", [to_plain(lc.verify), to_plain(self.cfg.reward)], self.verify),
             ("filter", [to_plain(self.cfg.curate.dedup), self.cfg.curate.decontaminate.ngram,
              [_stat(p) for p in self._benchmarks()]], self.filter),
-            ("mix", [lc.mix_ratio, lc.seed], self.mix),
+            ("mix", [lc.mix_ratio, lc.seed, [_stat(p) for p in self.cfg.sft.train_files]],
+             self.mix),
         ]  # fmt: skip
         rows: list[dict] = []
         steps: list[Step] = []
@@ -119,6 +124,7 @@ class FailureLoop:
             "model": self.model_path,
             "steps": [{k: v for k, v in s.__dict__.items() if k != "rows"} for s in steps],
             "train_file": steps[-1].extra["train_file"],
+            "sft_file": steps[-1].extra.get("sft_file"),
         }
         with open(os.path.join(self.root, "report.json"), "w", encoding="utf-8") as fh:
             json.dump(report, fh, indent=2)

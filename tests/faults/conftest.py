@@ -101,6 +101,29 @@ def main_run():
     return run_main
 
 
+def kill_after(cmd: list[str], marker: str, what: str, timeout: float = 400) -> None:
+    """Start ``cmd`` and SIGKILL it as soon as a file matching the glob ``marker`` exists (the
+    step ``what`` finished); fails if the run ends first or ``timeout`` seconds pass."""
+    import glob
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while not glob.glob(marker):
+            assert proc.poll() is None, f"the run ended before {what} finished"
+            assert time.monotonic() < deadline, f"{what} did not finish in {timeout:.0f} s"
+            time.sleep(0.1)
+    finally:
+        proc.kill()  # SIGKILL
+        proc.wait(30)
+
+
+@pytest.fixture(scope="session")
+def kill_run_after():
+    """``kill_after``: run a command and SIGKILL it once a step's marker file exists."""
+    return kill_after
+
+
 @pytest.fixture(scope="session")
 def main_cmd():
     """``main_command``: the argv of ``python -m logics_rl.main`` for a recipe and run dir."""

@@ -7,8 +7,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import subprocess
-import time
 
 import pyarrow.dataset as pads
 import pytest
@@ -49,25 +47,15 @@ def output_rows(run_dir: str) -> dict[str, list]:
 
 
 def test_killed_between_steps_then_rerun_reuses_finished_steps_and_matches(
-    curate_recipe, main_cmd, main_run, tmp_path
+    curate_recipe, main_cmd, main_run, kill_run_after, tmp_path
 ):
     ref_dir = str(tmp_path / "reference")
     code, out, _ = main_run(curate_recipe, ref_dir)
     assert code == 0, out[-3000:]
 
     run_dir = str(tmp_path / "killed")
-    proc = subprocess.Popen(
-        main_cmd(curate_recipe, run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 400
-    try:
-        while not glob.glob(os.path.join(run_dir, "curate", "01-annotate-*", "DONE")):
-            assert proc.poll() is None, "the run ended before annotate finished"
-            assert time.monotonic() < deadline, "annotate did not finish in 400 s"
-            time.sleep(0.2)
-    finally:
-        proc.kill()  # SIGKILL
-        proc.wait(30)
+    marker = os.path.join(run_dir, "curate", "01-annotate-*", "DONE")
+    kill_run_after(main_cmd(curate_recipe, run_dir), marker, "annotate")
     assert not glob.glob(os.path.join(run_dir, "curate", "02-dedup-*", "DONE"))
 
     code, out, _ = main_run(curate_recipe, run_dir)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import subprocess
-import time
 
 import pytest
 import yaml
@@ -53,7 +51,7 @@ def step_rows(run_dir, step):
 
 
 def test_the_loop_end_to_end_then_killed_and_resumed(
-    loop_recipe, task_files, tiny_model, main_cmd, main_run, tmp_path
+    loop_recipe, task_files, tiny_model, main_cmd, main_run, kill_run_after, tmp_path
 ):
     from transformers import AutoTokenizer
 
@@ -95,18 +93,8 @@ def test_the_loop_end_to_end_then_killed_and_resumed(
     assert len(convs) == steps["mix"]["extra"]["sft_synthesized_used"] > 0
 
     run_dir = str(tmp_path / "killed")
-    proc = subprocess.Popen(
-        main_cmd(loop_recipe, run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 400
-    try:
-        while not glob.glob(os.path.join(run_dir, "failure_loop", "02-synthesize-*", "DONE")):
-            assert proc.poll() is None, "the run ended before synthesize finished"
-            assert time.monotonic() < deadline, "synthesize did not finish in 400 s"
-            time.sleep(0.1)
-    finally:
-        proc.kill()  # SIGKILL
-        proc.wait(30)
+    marker = os.path.join(run_dir, "failure_loop", "02-synthesize-*", "DONE")
+    kill_run_after(main_cmd(loop_recipe, run_dir), marker, "synthesize")
     assert not glob.glob(os.path.join(run_dir, "failure_loop", "05-mix-*", "DONE"))
 
     code, out, _ = main_run(loop_recipe, run_dir)

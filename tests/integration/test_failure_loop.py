@@ -90,3 +90,52 @@ def test_retrieve_synthesize_and_verify_with_a_served_teacher(ray_cluster, tiny_
     for v in verified:  # the teacher's majority answer became the ground truth
         assert v["verified_by"] == "teacher" and v["agreement"] >= 0.3 and v["ground_truth"]
     assert "RolloutWorker: 1 rank(s)" in out.getvalue()
+
+
+def test_sft_rl_runs_the_loop_between_the_stages(ray_cluster, tmp_path):
+    """``mode: sft_rl`` with ``failure_loop.enabled``: SFT, the loop on the SFT model, and RL on
+    the loop's mix (the RL stage's training set is the mixed file)."""
+    from logics_rl.main import QUICKSTART
+    from logics_rl.tracking import read_metrics
+    from logics_rl.trainer.stages import run
+
+    run_dir = str(tmp_path / "run")
+    cfg = load_config(
+        QUICKSTART,
+        [
+            f"trainer.run_dir={run_dir}",
+            "failure_loop.enabled=true",
+            "failure_loop.max_probes=8",
+            "failure_loop.k=2",
+            "failure_loop.synthesizer.per_failure=2",
+            "curate.workers=1",
+            "curate.dedup.near=false",
+            "sft.total_steps=3",
+            "sft.batch_size=8",
+            "trainer.total_steps=1",
+            "trainer.prompts_per_step=4",
+            "trainer.progress=false",
+            "trainer.plot=false",
+            "validation.at_start=false",
+            "validation.at_end=false",
+            "data.synthetic.train_size=48",
+            "data.synthetic.val_size=6",
+            "rollout.n=4",
+            "rollout.max_response_length=16",
+            "rollout.vllm.kv_cache_gb=0.05",
+            "cluster.call_timeout_s=600",
+        ],
+    )
+    out = io.StringIO()
+    outputs = run(cfg, Console(file=out, width=200))
+    assert list(outputs) == ["sft", "failure_loop", "rl"]
+    text = out.getvalue()
+    mixed = os.path.join(run_dir, "failure_loop", "output", "rl.jsonl")
+    assert f"stage two trains on {mixed}" in text
+    with open(os.path.join(run_dir, "failure_loop", "report.json"), encoding="utf-8") as fh:
+        report = json.load(fh)
+    assert report["model"] == os.path.join(run_dir, "sft", "hf")  # the loop probed the SFT model
+    ckpt = os.path.join(run_dir, "rl", "checkpoints", "step_1", "config.yaml")
+    with open(ckpt, encoding="utf-8") as fh:
+        assert mixed in fh.read()  # the RL stage was configured with the mix
+    assert [r["step"] for r in read_metrics(os.path.join(run_dir, "rl", "metrics.jsonl"))] == [1]
