@@ -90,6 +90,22 @@ def load_benchmarks(cfg: Config, tokenizer) -> list[Benchmark]:
     return out
 
 
+def user_records(
+    users: list[str], tokenizer, system_prompt: str | None, max_tokens: int
+) -> list[PromptRecord | None]:
+    """Plain user turns rendered with the chat template (``system_prompt`` first when set);
+    None where a prompt is longer than ``max_tokens``."""
+    out: list[PromptRecord | None] = []
+    for u in users:
+        msgs = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
+            {"role": "user", "content": u}
+        ]
+        text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        out.append(PromptRecord(ids, text, None, "", {}, u) if len(ids) <= max_tokens else None)
+    return out
+
+
 class Evaluator:
     """Rollout workers serving one model (one per ``cluster`` process), the reward and the answer
     settings: ``evaluate`` runs prompts through ``generate_and_evaluate``, a call at a time.
@@ -115,18 +131,6 @@ class Evaluator:
     def __exit__(self, *exc) -> None:
         self.workers.kill()
         self.pool.remove()
-
-    def records(self, users: list[str], tokenizer, system_prompt: str | None) -> list:
-        """Chat-rendered prompts of plain user turns (None where longer than the width)."""
-        out = []
-        for u in users:
-            msgs = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
-                {"role": "user", "content": u}
-            ]
-            text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            out.append(PromptRecord(ids, text, None, "", {}, u) if len(ids) <= self.width else None)
-        return out
 
     def generate(
         self, prompts: list[PromptRecord], sampling: Sampling, pad_id: int

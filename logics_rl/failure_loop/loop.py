@@ -266,7 +266,7 @@ class FailureLoop:
         from transformers import AutoTokenizer
 
         from logics_rl.engines.rollout import Sampling
-        from logics_rl.evaluation.run import Evaluator
+        from logics_rl.evaluation.run import Evaluator, user_records
         from logics_rl.workers.rollout import pad_id_of
 
         cfg = self.cfg
@@ -276,7 +276,7 @@ class FailureLoop:
         with Evaluator(cfg, teacher, width, max_tokens, self.console) as ev:
 
             def generate(users, n, temperature, top_p, max_tokens):
-                records = ev.records(users, tok, cfg.data.system_prompt)
+                records = user_records(users, tok, cfg.data.system_prompt, width)
                 live = [r for r in records if r is not None]
                 s = Sampling(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                              stop=list(cfg.rollout.sampling.stop))  # fmt: skip
@@ -315,26 +315,26 @@ class FailureLoop:
         """k teacher answers per question; kept when the majority class has ``agree`` of them."""
         from transformers import AutoTokenizer
 
-        from logics_rl.data.prompts import PromptRecord
         from logics_rl.engines.rollout import Sampling
-        from logics_rl.evaluation.run import Evaluator
+        from logics_rl.evaluation.run import Evaluator, user_records
         from logics_rl.workers.rollout import pad_id_of
 
         v, cfg = self.lc.verify, self.cfg
         teacher = self.resolve(v.teacher)
         tok = AutoTokenizer.from_pretrained(teacher)
-        records, live = [], []
+        rendered = user_records(
+            [c["question"] for c in pending],
+            tok,
+            cfg.data.system_prompt,
+            cfg.data.max_prompt_length,
+        )
+        live = [i for i, r in enumerate(rendered) if r is not None]
+        records = [
+            dataclasses.replace(rendered[i], data_source=pending[i]["data_source"]) for i in live
+        ]
         why: Counter[str] = Counter()
-        for i, c in enumerate(pending):
-            msgs = ([{"role": "system", "content": cfg.data.system_prompt}]
-                    if cfg.data.system_prompt else []) + [{"role": "user", "content": c["question"]}]  # fmt: skip
-            text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-            ids = tok(text, add_special_tokens=False)["input_ids"]
-            if len(ids) > cfg.data.max_prompt_length:
-                why["question longer than data.max_prompt_length"] += 1
-                continue
-            records.append(PromptRecord(ids, text, None, c["data_source"], {}, c["question"]))
-            live.append(i)
+        if len(live) < len(pending):
+            why["question longer than data.max_prompt_length"] = len(pending) - len(live)
         kept = []
         if records:
             sampling = Sampling(n=v.k, temperature=v.temperature, top_p=v.top_p,
