@@ -28,7 +28,7 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=30
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q

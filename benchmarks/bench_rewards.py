@@ -12,6 +12,9 @@ in another but equivalent form; a few without a box) with the ``math_verify`` re
 
 Each run gets a fresh batch (different prompts), so no run reuses another's cached golds.
 
+Then the dense ``repetition`` reward on one response of 25k-200k tokens (the second half
+repeating the first): the time should double with the length (linear, not quadratic).
+
 Then the import time of ``logics_rl.rewards`` in a fresh interpreter (median of ``--imports``).
 """
 
@@ -137,6 +140,21 @@ def main() -> None:
     )  # import SymPy here first
     run("in-process, main thread (num_workers=0)", num_workers=0)
     shutdown_pools()
+
+    from logics_rl.rewards import repetition
+
+    print()
+    previous = None
+    for length in (25_000, 50_000, 100_000, 200_000):
+        rng = random.Random(length)
+        half = [rng.randrange(50_000) for _ in range(length // 2)]
+        batch = RewardInput.build(["..."], response_token_ids=[half + half])
+        t0 = time.perf_counter()
+        ratio = repetition(batch).components["repetition_ratio"][0]
+        dt = time.perf_counter() - t0
+        growth = f"  x{dt / previous:.2f} vs half the length" if previous else ""
+        print(f"repetition, {length:>7} tokens: {dt * 1000:7.1f} ms  ratio {ratio:.3f}{growth}")
+        previous = dt
 
     times = import_time(args.imports)
     print(
