@@ -172,6 +172,11 @@ class RewardTermConfig:
     name: str = "math_verify"  # registry name, import path or entry point
     weight: float = 1.0
     params: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the reward
+    # Run the term in its own process with a hard deadline per batch (a hang or a crash costs
+    # that batch's score of this term, not the run). None: isolate plugins from outside the
+    # library that a child process can import (module:function); built-in terms run in-process.
+    isolate: bool | None = None
+    timeout_s: float | None = None  # per batch, isolated terms only; None: reward.term_timeout_s
 
 
 @dataclass
@@ -179,6 +184,10 @@ class RewardConfig:
     terms: list[RewardTermConfig] = field(default_factory=lambda: [RewardTermConfig()])
     num_workers: int = 2  # scoring processes (math-verify runs in processes, never threads)
     timeout_s: float = 10.0  # hard wall-clock deadline per sample, enforced from outside
+    term_timeout_s: float = 300.0  # hard deadline per batch of an isolated term
+    # A term that fails (raises, returns a malformed result, times out, crashes) scores 0 for
+    # that batch and is counted; this many failed batches in a row stop the run (0: never).
+    max_failed_batches: int = 3
 
 
 @dataclass
@@ -275,7 +284,7 @@ class TinyModelConfig:
     layers: int = 2
     heads: int = 4
     kv_heads: int = 2
-    max_positions: int = 1024
+    max_positions: int = 2048
 
 
 @dataclass

@@ -129,6 +129,7 @@ class Evaluator:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.reward.close()
         self.workers.kill()
         self.pool.remove()
 

@@ -27,7 +27,7 @@ from logics_rl.rewards.base import (
     RewardResult,
     normalise_result,
 )
-from logics_rl.rewards.composite import CompositeReward, RewardTerm, build_reward
+from logics_rl.rewards.composite import CompositeReward, RewardTerm, RewardTermError, build_reward
 from logics_rl.rewards.cosine import cosine_length
 from logics_rl.rewards.format import answer_format
 from logics_rl.rewards.overlong import overlong
@@ -43,6 +43,7 @@ __all__ = [
     "RewardInput",
     "RewardResult",
     "RewardTerm",
+    "RewardTermError",
     "VerifyPool",
     "answer_format",
     "build_reward",

@@ -18,10 +18,17 @@ only where its params do not set them.
 Result: ``scores`` = sum of weight x term scores; ``token_scores`` = sum of weight x term token
 scores (None if no term has any); ``components`` = every term's components, unweighted (a term
 that returns none is logged under its name; a name already taken is prefixed ``<term>/``);
-``counters`` summed. A term that raises (or returns a malformed result) scores 0 for the batch,
-with zeros under the components it declares in ``fn.provides``; it is logged with its traceback
-and counted in ``reward/<term>/error``, so a bad plugin never stops a run. A missing component
-(``MissingComponentError``) is a configuration error and is raised.
+``counters`` summed.
+
+Failures. A term that raises or returns a malformed result (wrong count, NaN / inf, a string)
+scores 0 for the batch, with zeros under the components it declares in ``fn.provides``; it is
+logged and counted in ``reward/<term>/error``. Plugins from outside the library run isolated in
+their own process (``isolated.IsolatedTerm``; ``isolate`` per term): one that does not return
+within ``timeout_s`` is killed (``reward/<term>/timeout``), one whose process dies is started again
+(``reward/<term>/crash``); both score 0 for that batch the same way. ``max_failed_batches``
+failures of one term in a row stop the run with ``RewardTermError`` naming the term (a term that
+never works would otherwise train on zeros). A missing component (``MissingComponentError``) is a
+configuration error and is raised.
 
 Terms may declare ``fn.provides`` (component names) and ``fn.requires`` (names, or a function of
 the params): ``build_reward`` then checks that every required component comes from an earlier
@@ -38,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from logics_rl.config.schema import RewardConfig, RewardTermConfig
+from logics_rl.errors import TrainingError
 from logics_rl.registry import as_config, check_params, load_plugin, term_label
 from logics_rl.rewards.base import (
     REWARDS,
@@ -46,6 +54,7 @@ from logics_rl.rewards.base import (
     RewardResult,
     normalise_result,
 )
+from logics_rl.rewards.isolated import IsolatedTerm, TermFailure, importable_path
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +68,19 @@ class RewardTerm:
     fn: Callable[..., Any]
     weight: float
     params: dict[str, Any]
+    isolated: IsolatedTerm | None = None  # run in its own process (else in the caller's)
+    timeout_s: float = 300.0  # per batch, isolated terms only
+
+    def run(self, batch: RewardInput) -> RewardResult:
+        if self.isolated is not None:
+            out = self.isolated(batch, self.params, self.timeout_s)
+        else:
+            out = self.fn(batch, **self.params)
+        return normalise_result(out, batch, self.label)
+
+
+class RewardTermError(TrainingError):
+    """A reward term failed on ``reward.max_failed_batches`` batches in a row."""
 
 
 def _names(value: Any, params: dict) -> tuple[str, ...]:
@@ -70,11 +92,27 @@ def _names(value: Any, params: dict) -> tuple[str, ...]:
 class CompositeReward:
     """Weighted sum of reward terms; call it like any reward: ``composite(batch) -> RewardResult``."""
 
-    def __init__(self, terms: list[RewardTerm]):
+    def __init__(self, terms: list[RewardTerm], max_failed_batches: int = 0):
         self.terms = list(terms)
+        self.max_failed_batches = max_failed_batches
+        self._failed_in_row = {t.label: 0 for t in self.terms}
 
     def __repr__(self) -> str:
         return "CompositeReward(" + ", ".join(f"{t.weight:g} x {t.label}" for t in self.terms) + ")"
+
+    def close(self) -> None:
+        """Stop the processes of isolated terms (they start again if the reward is used again)."""
+        for term in self.terms:
+            if term.isolated is not None:
+                term.isolated.close()
+
+    def _failed(self, term: RewardTerm, kind: str, n: int, counters: dict[str, int]) -> str:
+        """Count a failed batch of ``term``; raises once it failed too many batches in a row."""
+        key = f"reward/{term.label}/{kind}"
+        counters[key] = counters.get(key, 0) + n
+        self._failed_in_row[term.label] += 1
+        k, limit = self._failed_in_row[term.label], self.max_failed_batches
+        return f"{kind} on {k} batch(es) in a row" + (f" (stops at {limit})" if limit else "")
 
     def __call__(self, batch: RewardInput) -> RewardResult:
         n = len(batch)
@@ -85,21 +123,24 @@ class CompositeReward:
         for term in self.terms:
             seen = dataclasses.replace(batch, components={**batch.components, **components})
             try:
-                out = normalise_result(term.fn(seen, **term.params), seen, term.label)
+                out = term.run(seen)
+                self._failed_in_row[term.label] = 0
             except MissingComponentError:
                 raise
-            except Exception:
+            except TermFailure as exc:
+                streak = self._failed(term, exc.kind, n, counters)
+                logger.warning(
+                    "reward term %r (isolated) %s; it scores 0 for this batch of %d (%s)",
+                    term.label, exc, n, streak,
+                )  # fmt: skip
+                out = self._zeros(term, n, exc)
+            except Exception as exc:
+                streak = self._failed(term, "error", n, counters)
                 logger.exception(
-                    "reward term %r failed on a batch of %d; it scores 0 for this batch",
-                    term.label,
-                    n,
-                )
-                counters[f"reward/{term.label}/error"] = (
-                    counters.get(f"reward/{term.label}/error", 0) + n
-                )
-                # Zeros under the names it would have produced, so later terms still find them.
-                provides = _names(getattr(term.fn, "provides", None), term.params) or (term.label,)
-                out = RewardResult([0.0] * n, {c: [0.0] * n for c in provides})
+                    "reward term %r failed on a batch of %d; it scores 0 for this batch (%s)",
+                    term.label, n, streak,
+                )  # fmt: skip
+                out = self._zeros(term, n, exc)
             for i, s in enumerate(out.scores):
                 total[i] += term.weight * s
             if out.token_scores is not None:
@@ -113,6 +154,21 @@ class CompositeReward:
             for key, value in out.counters.items():
                 counters[key] = counters.get(key, 0) + value
         return RewardResult(total, components, token_total, counters)
+
+    def _zeros(self, term: RewardTerm, n: int, exc: BaseException) -> RewardResult:
+        """A failed term's result: zeros under the names it would have produced (so later terms
+        still find them), or the end of the run once it failed too many batches in a row."""
+        k, limit = self._failed_in_row[term.label], self.max_failed_batches
+        if limit and k >= limit:
+            first = str(exc).strip().splitlines()
+            raise RewardTermError(
+                f"reward term {term.label!r} ({term.name}) failed on {k} batches in a row "
+                f"(reward.max_failed_batches={limit}); last failure: "
+                f"{type(exc).__name__}: {first[0] if first else ''}. Fix the term, or raise "
+                "reward.max_failed_batches (0: never stop) to train on with it scoring 0"
+            ) from exc
+        provides = _names(getattr(term.fn, "provides", None), term.params) or (term.label,)
+        return RewardResult([0.0] * n, {c: [0.0] * n for c in provides})
 
 
 def _from_config(fn: Callable[..., Any], cfg: RewardConfig, what: str) -> dict[str, Any]:
@@ -130,7 +186,19 @@ def _bind(tc: RewardTermConfig, cfg: RewardConfig, taken: set[str], what: str) -
     if not math.isfinite(weight):
         raise ValueError(f"{what}: weight must be finite, got {weight}")
     params = check_params(fn, {**_from_config(fn, cfg, what), **params}, what=what)
-    return RewardTerm(tc.name, term_label(tc.name, taken), fn, weight, params)
+    label = term_label(tc.name, taken)
+    path = importable_path(fn)
+    builtin = (path or "").startswith("logics_rl.")
+    isolate = tc.isolate if tc.isolate is not None else (path is not None and not builtin)
+    if isolate and path is None:
+        raise ValueError(
+            f"{what}: isolate=true runs the term in its own process, which imports it by "
+            f"'module:function'; {fn!r} is defined in __main__ or inside a function: move it "
+            "into a module, or set isolate=false"
+        )
+    timeout_s = float(tc.timeout_s if tc.timeout_s is not None else cfg.term_timeout_s)
+    isolated = IsolatedTerm(path, label) if isolate and path is not None else None
+    return RewardTerm(tc.name, label, fn, weight, params, isolated, timeout_s)
 
 
 def _provided_after(
@@ -169,4 +237,4 @@ def build_reward(cfg: RewardConfig | Mapping[str, Any]) -> CompositeReward:
         term = _bind(tc, cfg, {t.label for t in terms}, what)
         provided = _provided_after(term, provided, terms, what)
         terms.append(term)
-    return CompositeReward(terms)
+    return CompositeReward(terms, cfg.max_failed_batches)

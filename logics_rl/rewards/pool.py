@@ -55,6 +55,26 @@ class WorkerStartError(RuntimeError):
     """Worker processes cannot start (math-verify missing or broken): a setup problem, not a sample's."""
 
 
+def start_worker_process(file: str) -> tuple[subprocess.Popen, Connection]:
+    """``python`` running ``file`` as ``__main__`` with one argument, the fd of its end of a
+    socket pair; returns the process and the parent's end (``multiprocessing`` messages)."""
+    parent, child = socket.socketpair()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _BOOT, file, str(child.fileno())],
+            pass_fds=(child.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # stderr stays: a crashing worker's traceback is seen
+            close_fds=True,
+        )
+    except BaseException:
+        parent.close()
+        raise
+    finally:
+        child.close()
+    return proc, Connection(parent.detach())
+
+
 @dataclass
 class PoolResult:
     scores: list[
@@ -117,21 +137,8 @@ class VerifyPool:
 
     # ------------------------------------------------------------------ process management
     def _spawn(self) -> _Worker:
-        parent, child = socket.socketpair()
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, WORKER_FILE, str(child.fileno())],
-                pass_fds=(child.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,  # stderr stays: a crashing worker's traceback is seen
-                close_fds=True,
-            )
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()
-        return _Worker(proc=proc, conn=Connection(parent.detach()), started=time.monotonic())
+        proc, conn = start_worker_process(WORKER_FILE)
+        return _Worker(proc=proc, conn=conn, started=time.monotonic())
 
     @staticmethod
     def _kill(w: _Worker) -> None:

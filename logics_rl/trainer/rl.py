@@ -331,5 +331,6 @@ class RLTrainer:
 
     def shutdown(self) -> None:
         self.state.close()
+        self.reward.close()
         self.workers.kill()
         self.pool.remove()

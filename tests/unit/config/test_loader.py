@@ -190,7 +190,7 @@ PINNED = {
     "model.tiny.layers": 2,
     "model.tiny.heads": 4,
     "model.tiny.kv_heads": 2,
-    "model.tiny.max_positions": 1024,
+    "model.tiny.max_positions": 2048,
     "data.train_files": [],
     "data.val_files": [],
     "data.max_prompt_length": 512,
@@ -260,9 +260,13 @@ PINNED = {
     "algorithm.kl.horizon": 10000,
     "algorithm.entropy_coef": 0.0,
     "algorithm.old_log_prob": "recompute",
-    "reward.terms": [{"name": "math_verify", "weight": 1.0, "params": {}}],
+    "reward.terms": [
+        {"name": "math_verify", "weight": 1.0, "params": {}, "isolate": None, "timeout_s": None}
+    ],
     "reward.num_workers": 2,
     "reward.timeout_s": 10.0,
+    "reward.term_timeout_s": 300.0,
+    "reward.max_failed_batches": 3,
     "filters": [],
     "trainer.project": "logics-rl",
     "trainer.name": "run",

@@ -55,15 +55,17 @@ def test_deadline_cuts_a_slow_sample_and_the_rest_score(soft_deadline):
     assert res.counters["math_verify/error"] == 0
     if soft_deadline:  # the worker's own alarm stopped it at 0.8 x 1.5 s; nobody was killed
         assert res.counters["math_verify/worker_restart"] == 0
-        assert elapsed < 1.5 + 1.0
+        assert elapsed < 1.5 + 10.0  # far below the minutes SLOW runs for (loaded CI leaves slack)
     else:  # only the parent's hard deadline: the worker was killed at 1.5 s and replaced
         assert res.counters["math_verify/worker_restart"] == 1
-        assert elapsed < 1.5 + 3.0
+        assert elapsed < 1.5 + 10.0
     # The pool keeps working.
     assert math_verify(batch([r"\boxed{2}", "3"], ["2", "3"]), num_workers=2).scores == [1.0, 1.0]
 
 
-def test_a_worker_killed_mid_call_is_replaced_and_its_work_redone():
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGABRT], ids=["sigkill", "abort"])
+def test_a_worker_killed_mid_call_is_replaced_and_its_work_redone(sig):
+    # SIGKILL: the OOM killer or kill -9; SIGABRT: what os.abort() or a failed C assertion raises.
     pool = VerifyPool(1)
     try:
         pool.score([(gold_candidates("1"), "1")], opts=OPTS, timeout_s=10)  # started and warm
@@ -72,7 +74,7 @@ def test_a_worker_killed_mid_call_is_replaced_and_its_work_redone():
         tasks += [(gold_candidates("42"), SLOW)] + [
             (gold_candidates(str(k)), rf"\boxed{{{k}}}") for k in range(3, 6)
         ]
-        killer = threading.Timer(0.7, os.kill, (old_pid, signal.SIGKILL))  # while it is on SLOW
+        killer = threading.Timer(0.7, os.kill, (old_pid, sig))  # while it is on SLOW
         killer.start()
         res = pool.score(tasks, opts=OPTS, timeout_s=2.0, chunk_size=16)
         killer.join()
