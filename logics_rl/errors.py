@@ -16,6 +16,10 @@ class TrainingError(LogicsRLError, RuntimeError):
     """The run cannot continue (no usable batch, a non-finite update, ...)."""
 
 
+class ClusterResourcesError(LogicsRLError, RuntimeError):
+    """The Ray cluster does not have (or cannot free) the resources the run asks for."""
+
+
 class CheckpointError(LogicsRLError):
     """A checkpoint cannot be written or read: names the checkpoint and the file."""
 

@@ -58,12 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     from rich.console import Console
 
-    from logics_rl.config.loader import ConfigError, load_config, to_yaml
+    from logics_rl.config.loader import ConfigError, load_config, preflight, to_yaml
     from logics_rl.data.files import DataError
 
     console = Console()
     try:
         cfg = load_config(args.config or QUICKSTART, args.overrides)
+        preflight(cfg)
     except ConfigError as exc:
         console.print(f"[red]config error:[/red] {exc}", highlight=False)
         return 2
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(to_yaml(cfg), highlight=False)
         return 0
     from logics_rl.controller.errors import WorkerDiedError, WorkerTimeoutError
-    from logics_rl.errors import CheckpointError, TrainingError
+    from logics_rl.errors import CheckpointError, ClusterResourcesError, TrainingError
     from logics_rl.trainer.stages import run
 
     ray_was_up = _ray_up()
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(to_yaml(cfg), highlight=False)
         try:
             run(cfg, console)
-        except (ConfigError, DataError) as exc:
+        except (ConfigError, DataError, ClusterResourcesError) as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             return 2
         except (WorkerDiedError, WorkerTimeoutError, CheckpointError, TrainingError) as exc:

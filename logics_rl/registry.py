@@ -227,7 +227,10 @@ def as_config(cls: type[T], value: Any, *, what: str) -> T:
 
 def load_plugin(registry: Registry, name: str, params: Any, *, what: str) -> tuple[Any, dict]:
     """The plugin ``name`` resolves to and its ``params`` as a plain dict (not yet checked)."""
-    fn = registry.get(name)
+    try:
+        fn = registry.get(name)
+    except UnknownPluginError as exc:
+        raise UnknownPluginError(f"{what}: {exc.args[0]}") from None
     if not callable(fn):
         raise TypeError(f"{what}: {fn!r} is not callable")
     params = plain(params or {})

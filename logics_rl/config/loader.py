@@ -9,11 +9,13 @@ wrong type names the key, the value and the expected type.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from enum import Enum
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import (
     ConfigAttributeError,
@@ -104,6 +106,10 @@ def _merge(base: Any, other: Any, source: str) -> Any:
         return OmegaConf.merge(base, other)
     except OmegaConfBaseException as exc:
         raise _translate(exc, source) from None
+    except (TypeError, ValueError) as exc:  # e.g. a list given where the schema has a mapping
+        raise ConfigError(
+            f"{source}: {exc} (a list where a mapping is expected, or the reverse)"
+        ) from None
 
 
 def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
@@ -123,8 +129,9 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"overrides must look like key=value, got {bad}")
         try:
             dot = OmegaConf.from_dotlist(list(overrides))
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"overrides: {exc}") from None
+        except (OmegaConfBaseException, yaml.YAMLError) as exc:
+            first = str(exc).splitlines()[0]
+            raise ConfigError(f"overrides {list(overrides)}: cannot parse: {first}") from None
         cfg = _merge(cfg, dot, "overrides")
     try:
         obj = OmegaConf.to_object(cfg)
@@ -132,6 +139,194 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
         raise _translate(exc, path or "config") from None
     validate(obj)
     return obj
+
+
+def preflight(cfg: Config) -> None:
+    """Build every plugin the run will use (reward terms, filters, advantage estimator, policy
+    loss) and check their params, before anything starts: a bad name or parameter is a
+    ``ConfigError`` here, not a traceback from inside a worker later. Starts no process."""
+    from logics_rl.algorithms import ADVANTAGES, POLICY_LOSSES
+    from logics_rl.filters import build_filters
+    from logics_rl.registry import UnknownPluginError, check_params
+    from logics_rl.rewards import build_reward
+
+    alg = cfg.algorithm
+    try:
+        check_params(
+            ADVANTAGES.get(alg.advantage.estimator),
+            alg.advantage.params,
+            what="algorithm.advantage.params",
+        )
+        check_params(
+            POLICY_LOSSES.get(alg.policy_loss.name),
+            alg.policy_loss.params,
+            what="algorithm.policy_loss.params",
+        )
+        build_reward(cfg.reward).close()
+        build_filters(cfg.filters)
+    except (UnknownPluginError, ValueError, TypeError, ImportError, AttributeError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise ConfigError(str(msg)) from None
+
+
+def _non_finite(obj: Any, where: str = "") -> list[str]:
+    """Dotted keys of the NaN / inf numbers anywhere in a config."""
+    if dataclasses.is_dataclass(obj):
+        return [
+            k
+            for f in dataclasses.fields(obj)
+            for k in _non_finite(getattr(obj, f.name), f"{where}{f.name}.")
+        ]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return [where.rstrip(".")]
+    if isinstance(obj, (list, tuple)):
+        return [k for i, v in enumerate(obj) for k in _non_finite(v, f"{where}{i}.")]
+    if isinstance(obj, dict):
+        return [k for key, v in obj.items() for k in _non_finite(v, f"{where}{key}.")]
+    return []
+
+
+# Ranges of numeric settings, checked before a run starts (None values mean "unset" and pass).
+# key: (low, high, low included); high is always included.
+_N, _P = (1, None, True), (0, None, True)  # counts >= 1, amounts >= 0
+_POS = (0, None, False)  # > 0
+_FRACTION, _PROB = (0, 1, True), (0, 1, False)  # [0, 1], (0, 1]
+_RANGES: dict[str, tuple] = {
+    **dict.fromkeys(
+        [
+            "model.tiny.hidden", "model.tiny.layers", "model.tiny.heads", "model.tiny.kv_heads",
+            "model.tiny.max_positions", "data.max_prompt_length", "data.synthetic.train_size",
+            "data.synthetic.min_digits", "data.synthetic.max_digits", "rollout.max_response_length",
+            "rollout.weight_sync.bucket_mb", "rollout.weight_sync.probe_length", "validation.k",
+            "actor.max_tokens_per_micro_batch", "actor.logprob_chunk_size", "algorithm.kl.horizon",
+            "trainer.prompts_per_step", "trainer.mini_batches_per_step", "trainer.epochs_per_step",
+            "trainer.total_epochs", "trainer.total_steps", "trainer.dynamic_sampling.max_gen_batches",
+            "trainer.keep_last", "cluster.nnodes", "cluster.procs_per_node", "sft.max_length",
+            "sft.batch_size", "sft.epochs", "sft.total_steps", "curate.annotate.judge.max_tokens",
+            "curate.annotate.judge.batch_size", "curate.dedup.num_perm", "curate.dedup.shingle_size",
+            "curate.dedup.bands", "curate.dedup.rows", "curate.dedup.max_rounds",
+            "curate.decontaminate.ngram", "curate.distill.k", "curate.distill.max_tokens",
+            "curate.distill.batch_size", "curate.stratify.bins", "eval.k", "eval.max_tokens",
+            "eval.prompts_per_call", "failure_loop.max_probes", "failure_loop.k",
+            "failure_loop.max_tokens", "failure_loop.retrieval.top_k",
+            "failure_loop.synthesizer.per_failure", "failure_loop.verify.k",
+            "failure_loop.verify.max_tokens",
+        ],
+        _N,
+    ),
+    **dict.fromkeys(
+        [
+            "data.synthetic.val_size", "rollout.weight_sync.probe_sequences", "validation.every",
+            "actor.optim.warmup_steps", "actor.optim.weight_decay", "sft.optim.warmup_steps",
+            "sft.optim.weight_decay", "algorithm.kl.loss_coef", "algorithm.kl.reward_coef",
+            "trainer.save_every", "trainer.max_restarts", "trainer.max_nonfinite_steps",
+            "sft.val_every", "sft.save_every", "curate.workers", "rollout.sampling.temperature",
+            "validation.temperature", "curate.annotate.judge.temperature",
+            "curate.distill.temperature", "eval.temperature", "failure_loop.temperature",
+            "failure_loop.verify.temperature",
+        ],
+        _P,
+    ),
+    **dict.fromkeys(
+        [
+            "rollout.vllm.kv_cache_gb", "actor.optim.lr", "actor.optim.eps", "sft.optim.lr",
+            "sft.optim.eps", "algorithm.kl.target", "cluster.cpus_per_proc",
+            "cluster.call_timeout_s", "cluster.repeat_call_timeout_factor",
+            "cluster.repeat_call_timeout_min_s", "cluster.heartbeat_s",
+            "rollout.weight_sync.probe_tol", "algorithm.policy_loss.tis_cap",
+            "algorithm.policy_loss.loss_norm_const",
+        ],
+        _POS,
+    ),
+    **dict.fromkeys(
+        [
+            "data.synthetic.teacher_error_rate", "data.synthetic.sft_borrow_keep",
+            "actor.optim.min_lr_ratio", "sft.optim.min_lr_ratio", "failure_loop.fail_below",
+            "failure_loop.verify.agree", "failure_loop.mix_ratio",
+        ],
+        _FRACTION,
+    ),
+    **dict.fromkeys(
+        [
+            "rollout.vllm.gpu_memory_utilization", "rollout.sampling.top_p", "validation.top_p",
+            "curate.dedup.threshold", "curate.distill.top_p", "eval.top_p", "failure_loop.top_p",
+            "failure_loop.verify.top_p",
+        ],
+        _PROB,
+    ),
+}  # fmt: skip
+
+
+def _value_at(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _check_ranges(cfg: Config) -> None:
+    for key, (low, high, low_in) in _RANGES.items():
+        v = _value_at(cfg, key)
+        if v is None:
+            continue
+        ok = (v >= low if low_in else v > low) and (high is None or v <= high)
+        if not ok:
+            if high is not None:
+                want = f"in {'[' if low_in else '('}{low}, {high}]"
+            else:
+                want = f"{'>=' if low_in else '>'} {low}"
+            raise ConfigError(f"{key} must be {want}, got {v}")
+    top_k = cfg.rollout.sampling.top_k
+    _check(
+        top_k == -1 or top_k >= 1, f"rollout.sampling.top_k must be -1 (off) or >= 1, got {top_k}"
+    )
+    syn = cfg.data.synthetic
+    _check(
+        syn.min_digits <= syn.max_digits <= 18,
+        f"data.synthetic: need min_digits ({syn.min_digits}) <= max_digits ({syn.max_digits}) <= 18",
+    )
+    _check(
+        syn.task in (None, "arithmetic"),
+        f"data.synthetic.task must be arithmetic or null, got {syn.task!r}",
+    )
+    tiny = cfg.model.tiny
+    _check(
+        tiny.hidden % tiny.heads == 0
+        and (tiny.hidden // tiny.heads) % 2 == 0
+        and tiny.heads % tiny.kv_heads == 0,
+        f"model.tiny: hidden ({tiny.hidden}) must split into heads ({tiny.heads}) of an even "
+        f"size, and heads into kv_heads ({tiny.kv_heads}) groups",
+    )
+    if cfg.model.path == "tiny":
+        need = cfg.data.max_prompt_length + cfg.rollout.max_response_length
+        _check(
+            tiny.max_positions >= need,
+            f"model.tiny.max_positions ({tiny.max_positions}) must hold data.max_prompt_length + "
+            f"rollout.max_response_length ({need})",
+        )
+    for where, optim in (("actor.optim", cfg.actor.optim), ("sft.optim", cfg.sft.optim)):
+        b = optim.betas
+        _check(
+            len(b) == 2 and all(isinstance(x, float | int) and 0 <= x < 1 for x in b),
+            f"{where}.betas must be two numbers in [0, 1), got {b}",
+        )
+    _check_string_lists(cfg)
+
+
+def _check_string_lists(obj: Any, where: str = "") -> None:
+    """Fields typed ``list[str]`` hold strings only (the YAML merge lets nested lists through)."""
+    if not dataclasses.is_dataclass(obj):
+        return
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{where}{f.name}"
+        if hints[f.name] == list[str] and value is not None:
+            bad = [v for v in value if not isinstance(v, str)]
+            _check(not bad, f"{key} must be a list of strings, got {value}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                _check_string_lists(v, f"{key}[{i}].")
+        else:
+            _check_string_lists(value, key + ".")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -143,6 +338,9 @@ def validate(cfg: Config) -> None:
     """Checks that need more than types (choices are enums, checked by the schema): ranges,
     divisibility, combinations."""
     t, alg = cfg.trainer, cfg.algorithm
+    bad = _non_finite(cfg)
+    _check(not bad, f"{', '.join(bad)}: must be a finite number (got NaN or inf)")
+    _check_ranges(cfg)
     _check(cfg.rollout.n >= 1, f"rollout.n must be >= 1, got {cfg.rollout.n}")
     _check(t.prompts_per_step >= 1, "trainer.prompts_per_step must be >= 1")
     _check(
@@ -156,6 +354,7 @@ def validate(cfg: Config) -> None:
     if alg.old_log_prob == BehaviourLogProb.rollout:
         _check_rollout_logprobs(cfg)
     _check_parallel(cfg)
+    _check_reward(cfg)
     if cfg.mode in (Mode.rl, Mode.sft_rl, Mode.failure_loop):
         _check(
             bool(cfg.data.train_files) or cfg.data.synthetic.task is not None,
@@ -168,6 +367,22 @@ def validate(cfg: Config) -> None:
         )
     if cfg.mode == Mode.eval:
         _check_eval(cfg)
+
+
+def _check_reward(cfg: Config) -> None:
+    r = cfg.reward
+    _check(r.num_workers >= 0, f"reward.num_workers must be >= 0, got {r.num_workers}")
+    _check(r.timeout_s > 0, f"reward.timeout_s must be > 0, got {r.timeout_s}")
+    _check(r.term_timeout_s > 0, f"reward.term_timeout_s must be > 0, got {r.term_timeout_s}")
+    _check(
+        r.max_failed_batches >= 0,
+        f"reward.max_failed_batches must be >= 0 (0: never stop), got {r.max_failed_batches}",
+    )
+    for k, term in enumerate(r.terms):
+        _check(
+            term.timeout_s is None or term.timeout_s > 0,
+            f"reward.terms[{k}].timeout_s must be > 0, got {term.timeout_s}",
+        )
 
 
 def _check_eval(cfg: Config) -> None:

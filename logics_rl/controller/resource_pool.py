@@ -51,6 +51,18 @@ class ResourcePool:
         import ray
         from ray.util.placement_group import placement_group
 
+        from logics_rl.errors import ClusterResourcesError
+
+        need = {k: v * self.world_size for k, v in self._bundle().items()}
+        have = ray.cluster_resources()
+        short = {k: (v, have.get(k, 0.0)) for k, v in need.items() if have.get(k, 0.0) < v}
+        if short:  # can never fit: say so now rather than after ready_timeout_s
+            lack = ", ".join(f"{v:g} {k} (the cluster has {h:g})" for k, (v, h) in short.items())
+            raise ClusterResourcesError(
+                f"resource pool {self.name!r} needs {self.process_on_nodes} processes per node "
+                f"with {self._bundle()} each: {lack}. Lower cluster.procs_per_node / "
+                "cluster.nnodes / cluster.cpus_per_proc, or join a larger cluster (cluster.ray_address)"
+            )
         pgs = []
         for n in self.process_on_nodes:
             pgs.append(placement_group([self._bundle()] * n, strategy="STRICT_PACK"))
@@ -60,7 +72,7 @@ class ResourcePool:
         if len(ready) != len(pgs):
             for pg in pgs:
                 ray.util.remove_placement_group(pg)
-            raise RuntimeError(
+            raise ClusterResourcesError(
                 f"resource pool {self.name!r} needs {self.process_on_nodes} processes per node with "
                 f"{self._bundle()} each, but the cluster could not provide them within "
                 f"{self.ready_timeout_s:g} s; available: {ray.available_resources()}"

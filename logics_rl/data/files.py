@@ -84,8 +84,15 @@ def iter_files(paths: Iterable[str]) -> Iterator[Row]:
 
 
 def _iter_jsonl(path: str) -> Iterator[Row]:
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
+    with open(path, "rb") as fh:  # decoded per line, so a bad byte names its row
+        for i, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{path} row {i}: not valid UTF-8 (byte {exc.start + 1} of the line: "
+                    f"{raw[exc.start : exc.start + 1]!r})"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -105,6 +112,8 @@ def _iter_json_list(path: str) -> Iterator[Row]:
             data = json.load(fh)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: not valid JSON ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not valid UTF-8 (byte {exc.start + 1} of the file)") from None
     if not isinstance(data, list):
         raise DataError(f"{path}: a .json data file must hold a list of rows")
     for i, item in enumerate(data, start=1):

@@ -208,9 +208,14 @@ def test_torch_distributed_allreduce_over_gloo(echo):
 
 
 def test_pool_too_large_is_a_clear_error(ray_cluster):
-    pool = ResourcePool([64], cpus_per_process=1.0, ready_timeout_s=2)
-    with pytest.raises(RuntimeError, match="could not provide"):
+    from logics_rl.errors import ClusterResourcesError
+
+    # More than the cluster has at all: said at once, not after ready_timeout_s.
+    pool = ResourcePool([64], cpus_per_process=1.0, ready_timeout_s=60)
+    t0 = time.monotonic()
+    with pytest.raises(ClusterResourcesError, match=r"needs 64 CPU \(the cluster has \d+\)"):
         pool.placement_groups()
+    assert time.monotonic() - t0 < 30
 
 
 def test_batch_arrays_survive_the_round_trip(echo):
@@ -218,3 +223,44 @@ def test_batch_arrays_survive_the_round_trip(echo):
     b["ragged"] = np.array([[1], [1, 2], []], dtype=object)
     out = echo.samples(b, 1)
     assert [list(r) for r in out["ragged"]] == [[1], [1, 2], []]
+
+
+def test_the_local_instance_serves_no_unauthenticated_job_api(ray_cluster):
+    # The local instance runs without the dashboard; the agents' HTTP ports that remain answer
+    # a job submission with 401 (Ray's token authentication, on by default) or serve read-only
+    # Prometheus metrics. A job submission is code execution: it must never be accepted here.
+    import json as _json
+    import urllib.error
+    import urllib.request
+
+    import psutil
+
+    node = ray_cluster._private.worker.global_worker.node
+    assert not node.address_info.get("webui_url")  # no dashboard head
+    ip = ray_cluster.util.get_node_ip_address()
+    ports = set()
+    for c in psutil.net_connections("inet"):
+        if c.status != psutil.CONN_LISTEN or c.pid is None:
+            continue
+        try:
+            name = psutil.Process(c.pid).name()
+        except psutil.Error:
+            continue
+        if name in ("ray::DashboardAgent", "ray::RuntimeEnvAgent"):
+            ports.add(c.laddr.port)
+    assert ports
+    refused = 0
+    body = _json.dumps({"entrypoint": "touch /tmp/should-not-exist"}).encode()
+    for port in sorted(ports):
+        req = urllib.request.Request(
+            f"http://{ip}:{port}/api/job_agent/jobs/", data=body, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                assert r.read(6) == b"# HELP", f"port {port} accepted a job submission"
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401, (port, exc.code)
+            refused += 1
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            continue  # bound to another address only (e.g. loopback)
+    assert refused >= 1
