@@ -142,23 +142,46 @@ def sft_reference(sft_recipe, tmp_path_factory) -> str:
     return run_dir
 
 
-def same_run(got_dir: str, want_dir: str) -> None:
-    """Every metric value (timings aside) and the final weights, bit for bit."""
-    import json
+def _measured(key: str) -> bool:
+    """Metrics of the machine, not of the run: wall-clock times, throughput, memory."""
+    return key.startswith(("time/", "throughput/", "memory/")) or key.endswith("/seconds")
 
-    from safetensors.torch import load_file
+
+def same_run(got_dir: str, want_dir: str) -> None:
+    """Every metric value (times, throughput and memory aside) and the final weights, bit for
+    bit."""
+    import json
 
     def rows(d: str) -> list[dict]:
         with open(os.path.join(d, "metrics.jsonl")) as fh:
             rows = [json.loads(x) for x in fh if x.strip()]
-        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+        return [{k: v for k, v in r.items() if not _measured(k)} for r in rows]
 
     assert rows(got_dir) == rows(want_dir)
-    got = load_file(os.path.join(got_dir, "hf", "model.safetensors"))
-    want = load_file(os.path.join(want_dir, "hf", "model.safetensors"))
+    got, want = _final_tensors(got_dir), _final_tensors(want_dir)
     assert got.keys() == want.keys()
     for k in want:
         assert got[k].equal(want[k]), k
+
+
+def _final_tensors(run_dir: str) -> dict:
+    """The exported weights (``hf/``, SFT) or, without an export (RL), every tensor of the last
+    checkpoint's shards: the weights and the optimizer state."""
+    import glob
+
+    from safetensors.torch import load_file
+
+    hf = os.path.join(run_dir, "hf", "model.safetensors")
+    if os.path.exists(hf):
+        return load_file(hf)
+    from logics_rl.checkpoint import find_latest
+
+    path, _ = find_latest(run_dir)
+    out = {}
+    for shard in sorted(glob.glob(os.path.join(path, "shards", "*.safetensors"))):
+        out.update({f"{os.path.basename(shard)}:{k}": v for k, v in load_file(shard).items()})
+    assert out, f"no weights in {path}"
+    return out
 
 
 @pytest.fixture(scope="session")
