@@ -213,7 +213,7 @@ def test_pool_too_large_is_a_clear_error(ray_cluster):
     # More than the cluster has at all: said at once, not after ready_timeout_s.
     pool = ResourcePool([64], cpus_per_process=1.0, ready_timeout_s=60)
     t0 = time.monotonic()
-    with pytest.raises(ClusterResourcesError, match=r"needs 64 CPU \(the cluster has \d+\)"):
+    with pytest.raises(ClusterResourcesError, match=r": 64 CPU \(the cluster has \d+\)"):
         pool.placement_groups()
     assert time.monotonic() - t0 < 30
 
@@ -229,6 +229,7 @@ def test_the_local_instance_serves_no_unauthenticated_job_api(ray_cluster):
     # The local instance runs without the dashboard; the agents' HTTP ports that remain answer
     # a job submission with 401 (Ray's token authentication, on by default) or serve read-only
     # Prometheus metrics. A job submission is code execution: it must never be accepted here.
+    import http.client
     import json as _json
     import urllib.error
     import urllib.request
@@ -258,9 +259,9 @@ def test_the_local_instance_serves_no_unauthenticated_job_api(ray_cluster):
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
                 assert r.read(6) == b"# HELP", f"port {port} accepted a job submission"
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 401, (port, exc.code)
-            refused += 1
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            continue  # bound to another address only (e.g. loopback)
+        except urllib.error.HTTPError as exc:  # 401: no token; 404 / 405: no such API there
+            assert exc.code in (401, 404, 405), (port, exc.code)
+            refused += exc.code == 401
+        except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException):
+            continue  # bound to another address only (loopback), or gRPC rather than HTTP/1
     assert refused >= 1
