@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-unit demo bench-trl lint clean
+.PHONY: install test test-unit test-slow demo bench-trl lint clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,15 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q --durations=30
+	$(PY) -m pytest tests -q -m "not slow" --durations=30
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
+
+# The longest end-to-end cases (marker `slow`): kept out of `make test` so that it stays within
+# CI's time budget; run them before a release.
+test-slow: $(STAMP)
+	$(PY) -m pytest tests -q -m slow
 
 demo: $(STAMP)
 	$(PY) -m logics_rl.main

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 import traceback
@@ -114,6 +115,12 @@ def fault_report(
         what = f"worker rank {exc.rank}{pid} died while running {exc.method}()."
         if "low on memory" in exc.detail:
             cause = "Cause: Ray's memory monitor killed it, the node ran low on memory."
+        elif node := re.search(r"node (\S+) is down|node (has )?died|NODE_DIED", exc.detail, re.I):
+            which = f" {node.group(1)}" if node.group(1) else ""
+            cause = (
+                f"Cause: its node{which} died or lost contact with the head (raylet killed, "
+                "machine down or unreachable); the run can resume once the cluster has the node back."
+            )
         else:
             cause = (
                 "Likely cause: the process was killed with SIGKILL (the kernel's OOM killer does "

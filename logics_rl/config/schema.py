@@ -381,7 +381,7 @@ class TrainerConfig:
     total_steps: int | None = None  # None: total_epochs over the train set
     dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
     save_every: int = 0  # steps; 0: only at the end
-    keep_last: int = 2  # checkpoints kept
+    keep_last: int = 2  # checkpoints kept; 0: every one
     prune_before_save: bool = False  # short of room: drop the oldest kept checkpoint first
     resume: str = "auto"  # auto (latest complete checkpoint in run_dir) | never | a checkpoint path
     on_corrupt_checkpoint: OnCorrupt = OnCorrupt.fallback

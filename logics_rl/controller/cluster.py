@@ -34,6 +34,7 @@ def init_ray(
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver)
     else:
         ray.init(
+            address="local",  # a new instance, even when `ray start` left one on this machine
             num_cpus=num_cpus or os.cpu_count(),
             include_dashboard=False,
             runtime_env=runtime_env,

@@ -1,8 +1,11 @@
 """``ResourcePool``: Ray placement groups over nodes x devices.
 
-One placement group per node (STRICT_PACK), one bundle per process slot. On a GPU cluster a
-bundle is one GPU; on CPU it is ``cpus_per_process`` CPUs. One actor per bundle: roles that share
-a device are composed inside one worker (``workers/hybrid.py``).
+One node: one placement group (STRICT_PACK) with one bundle per process slot. Several nodes: one
+placement group (STRICT_SPREAD) with one bundle per node holding all of that node's slots, so no
+two nodes' ranks can land on the same machine (separate per-node groups could: nothing keeps two
+small STRICT_PACK groups apart); the actors of a node share its bundle. On a GPU cluster a slot is
+one GPU; on CPU it is ``cpus_per_process`` CPUs. One actor per slot: roles that share a device are
+composed inside one worker (``workers/hybrid.py``).
 """
 
 from __future__ import annotations
@@ -63,9 +66,13 @@ class ResourcePool:
                 f"with {self._bundle()} each: {lack}. Lower cluster.procs_per_node / "
                 "cluster.nnodes / cluster.cpus_per_proc, or join a larger cluster (cluster.ray_address)"
             )
-        pgs = []
-        for n in self.process_on_nodes:
-            pgs.append(placement_group([self._bundle()] * n, strategy="STRICT_PACK"))
+        if len(self.process_on_nodes) == 1:
+            pgs = [placement_group([self._bundle()] * self.world_size, strategy="STRICT_PACK")]
+        else:
+            per_node = [
+                {k: v * n for k, v in self._bundle().items()} for n in self.process_on_nodes
+            ]
+            pgs = [placement_group(per_node, strategy="STRICT_SPREAD")]
         ready, _ = ray.wait(
             [pg.ready() for pg in pgs], num_returns=len(pgs), timeout=self.ready_timeout_s
         )
@@ -81,11 +88,16 @@ class ResourcePool:
         return pgs
 
     def slots(self) -> list[Slot]:
-        """One slot per rank, in rank order."""
-        out = []
-        for pg, n in zip(self.placement_groups(), self.process_on_nodes):
-            out.extend(Slot(pg, i, i, n) for i in range(n))
-        return out
+        """One slot per rank, in rank order (node by node)."""
+        (pg,) = self.placement_groups()
+        if len(self.process_on_nodes) == 1:
+            n = self.world_size
+            return [Slot(pg, i, i, n) for i in range(n)]
+        return [
+            Slot(pg, node, i, n)  # the node's bundle, shared by its ranks
+            for node, n in enumerate(self.process_on_nodes)
+            for i in range(n)
+        ]
 
     def actor_options(self, slot: Slot) -> dict[str, Any]:
         """Ray options for the actor in ``slot``."""

@@ -83,9 +83,11 @@ class Worker:
     def _lrl_pid(self) -> int:
         return os.getpid()
 
-    def _lrl_where(self) -> tuple[str, int]:
-        """(node IP, process id)."""
-        return node_ip(), os.getpid()
+    def _lrl_where(self) -> tuple[str, int, str]:
+        """(node IP, process id, Ray node id)."""
+        import ray
+
+        return node_ip(), os.getpid(), ray.get_runtime_context().get_node_id()
 
     def _lrl_threads(self) -> int:
         import torch

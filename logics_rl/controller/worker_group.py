@@ -130,10 +130,49 @@ def _wait_all(
             try:
                 out[i] = _get_one(ref, ranks[i], method)
             except WorkerDiedError as exc:
-                if pids is not None and exc.pid is None and ranks[i] < len(pids):
-                    exc.pid = pids[ranks[i]] if pids[ranks[i]] >= 0 else None
+                _add_pid(exc, ranks[i], pids)
+                raise
+            except WorkerError as exc:
+                # A rank whose peer died fails in the collective ("connection reset by peer"):
+                # the death is the cause to report, so wait a little for it before this error.
+                died = _peer_death(pending, index, ranks, method, pids)
+                if died is not None:
+                    first = exc.error.strip().splitlines()[0] if exc.error.strip() else ""
+                    died.detail += f" (then rank {exc.rank} failed: {first[:300]})"
+                    raise died from exc
                 raise
     return out
+
+
+PEER_DEATH_GRACE_S = 30.0
+
+
+def _add_pid(exc: WorkerDiedError, rank: int, pids: list[int] | None) -> None:
+    if pids is not None and exc.pid is None and rank < len(pids):
+        exc.pid = pids[rank] if pids[rank] >= 0 else None
+
+
+def _peer_death(
+    pending: list, index: dict, ranks: list[int], method: str, pids: list[int] | None
+) -> WorkerDiedError | None:
+    """The death of another pending rank, if one is seen within ``PEER_DEATH_GRACE_S``."""
+    import ray
+
+    deadline = time.monotonic() + PEER_DEATH_GRACE_S
+    pending = list(pending)
+    while pending and time.monotonic() < deadline:
+        ready, pending = ray.wait(
+            pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic())
+        )
+        for ref in ready:
+            try:
+                _get_one(ref, ranks[index[ref]], method)
+            except WorkerDiedError as exc:
+                _add_pid(exc, ranks[index[ref]], pids)
+                return exc
+            except WorkerError:
+                continue
+    return None
 
 
 def _proc_stat(pid: int) -> tuple[str, float] | None:
@@ -240,8 +279,9 @@ class WorkerGroup:
         self.heartbeat_s = heartbeat_s
         self._longest: dict[str, float] = {}
         self.actors, where = _spawn(pool, worker_cls, args, kwargs, env, timeout_s, heartbeat_s)
-        self._nodes = [ip for ip, _ in where]
-        self._pids = [pid for _, pid in where]
+        self._nodes = [ip for ip, _, _ in where]
+        self._pids = [pid for _, pid, _ in where]
+        self.node_ids = [node for _, _, node in where]  # Ray node id of each rank
         self._dp_info: list[tuple[int, int, bool]] | None = None
         for name, spec in registered_methods(worker_cls).items():
             if hasattr(type(self), name):
@@ -290,16 +330,22 @@ class WorkerGroup:
         self._longest[method] = max(seconds, self._longest.get(method, 0.0))
 
     def _wait(self, refs, ranks, method, timeout_s, hint, started) -> list[Any]:
-        return _wait_all(
-            refs,
-            ranks,
-            method,
-            timeout_s,
-            hint=hint,
-            heartbeat_s=self.heartbeat_s,
-            pids=self._local_pids(),
-            started=started,
-        )
+        try:
+            return _wait_all(
+                refs,
+                ranks,
+                method,
+                timeout_s,
+                hint=hint,
+                heartbeat_s=self.heartbeat_s,
+                pids=self._local_pids(),
+                started=started,
+            )
+        except WorkerDiedError as exc:
+            node = self.node_ids[exc.rank] if exc.rank < len(self.node_ids) else None
+            if node is not None and _node_down(node):
+                exc.detail = f"its node {node} is down (Ray marked it dead); {exc.detail}"
+            raise
 
     def threads(self) -> list[int]:
         """torch's intra-op threads in each worker (pinned to the slot's CPUs on CPU)."""
@@ -372,9 +418,9 @@ def _spawn(
     env: dict[str, str] | None,
     timeout_s: float,
     heartbeat_s: float,
-) -> tuple[list[Any], list[tuple[str, int]]]:
+) -> tuple[list[Any], list[tuple[str, int, str]]]:
     """Create one actor per slot, with rank / rendezvous environment, and wait until constructed;
-    returns the actors and where each runs (node IP, process id)."""
+    returns the actors and where each runs (node IP, process id, Ray node id)."""
     import ray
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -419,3 +465,26 @@ def _spawn(
             ray.kill(a, no_restart=True)
         raise
     return actors, where
+
+
+NODE_DOWN_WAIT_S = 15.0
+
+
+def _node_down(node_id: str, wait_s: float = NODE_DOWN_WAIT_S) -> bool:
+    """Whether Ray marks ``node_id`` dead, polled for up to ``wait_s`` (the head notices a lost
+    node a few seconds after its worker connections break)."""
+    import ray
+
+    if node_id == ray.get_runtime_context().get_node_id():
+        return False  # the driver's own node (a local run): it is up, nothing to wait for
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            alive = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
+        except Exception:  # the head itself is unreachable: cannot tell
+            return False
+        if not alive.get(node_id, False):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)

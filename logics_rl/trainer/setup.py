@@ -128,8 +128,10 @@ def start_workers(cfg: Config, worker_cls: type, *args, console=None):
         raise
     if console is not None:
         where = "GPU" if pool.use_gpu else "CPU"
+        nodes = len(set(group.node_ids))
         console.print(
-            f"{worker_cls.__name__}: {group.world_size} rank(s) on {where}, torch threads per "
+            f"{worker_cls.__name__}: {group.world_size} rank(s) on {where}, {nodes} node(s), "
+            "torch threads per "
             f"rank {'/'.join(map(str, threads))} (cluster.cpus_per_proc)",
             highlight=False,
         )

@@ -101,21 +101,33 @@ def main_run():
     return run_main
 
 
-def kill_after(cmd: list[str], marker: str, what: str, timeout: float = 400) -> None:
-    """Start ``cmd`` and SIGKILL it as soon as a file matching the glob ``marker`` exists (the
-    step ``what`` finished); fails if the run ends first or ``timeout`` seconds pass."""
-    import glob
-
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 400, poll=0.1) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds (checked every ``poll`` seconds); fails if
+    the run ends first or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
     try:
-        while not glob.glob(marker):
-            assert proc.poll() is None, f"the run ended before {what} finished"
-            assert time.monotonic() < deadline, f"{what} did not finish in {timeout:.0f} s"
-            time.sleep(0.1)
+        while not ready():
+            assert proc.poll() is None, f"the run ended before {what}"
+            assert time.monotonic() < deadline, f"no {what} in {timeout:.0f} s"
+            time.sleep(poll)
     finally:
         proc.kill()  # SIGKILL
         proc.wait(30)
+
+
+def kill_after(cmd: list[str], marker: str, what: str, timeout: float = 400) -> None:
+    """Start ``cmd`` and SIGKILL it as soon as a file matching the glob ``marker`` exists (the
+    step ``what`` finished)."""
+    import glob
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_when(proc, lambda: glob.glob(marker), f"{what} finished", timeout)
+
+
+@pytest.fixture(scope="session")
+def kill_process_when():
+    """``kill_when``: SIGKILL a started process once a condition holds."""
+    return kill_when
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import yaml
 
 from logics_rl.curate.planted import planted_rows
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]  # about 100 s: make test-slow
 
 
 @pytest.fixture(scope="module")

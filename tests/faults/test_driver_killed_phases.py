@@ -10,7 +10,6 @@ import glob
 import os
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -26,21 +25,15 @@ RL_STEPS = (
 )
 
 
-def _kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 400) -> None:
-    """Poll ``ready()`` every 2 ms and SIGKILL ``proc`` as soon as it holds."""
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            assert proc.poll() is None, f"the run ended before {what}"
-            assert time.monotonic() < deadline, f"no {what} in {timeout:.0f} s"
-            time.sleep(0.002)
-    finally:
-        proc.kill()  # SIGKILL
-        proc.wait(30)
-
-
 def test_killed_while_writing_a_checkpoint(
-    sft_recipe, sft_reference, reference_settings, assert_same_run, main_cmd, main_run, tmp_path
+    sft_recipe,
+    sft_reference,
+    reference_settings,
+    assert_same_run,
+    main_cmd,
+    main_run,
+    kill_process_when,
+    tmp_path,
 ):
     run_dir = str(tmp_path / "killed")
     ckpt = os.path.join(run_dir, "checkpoints")
@@ -57,7 +50,7 @@ def test_killed_while_writing_a_checkpoint(
         except OSError:
             return False
 
-    _kill_when(proc, writing, "checkpoint write of step 4")
+    kill_process_when(proc, writing, "checkpoint write of step 4", poll=0.002)
     assert not os.path.exists(os.path.join(ckpt, "step_4")), "killed too late: step_4 complete"
     assert os.path.isdir(tmp4)  # the half-written checkpoint is there ...
 
@@ -78,7 +71,7 @@ def rl_reference(rl_recipe, main_run, tmp_path_factory) -> str:
 
 
 def test_killed_while_generating(
-    rl_recipe, rl_reference, assert_same_run, main_cmd, main_run, tmp_path
+    rl_recipe, rl_reference, assert_same_run, main_cmd, main_run, kill_process_when, tmp_path
 ):
     run_dir = str(tmp_path / "killed")
     # A heartbeat line every 0.05 s says what the driver waits for: the test kills the driver
@@ -99,7 +92,7 @@ def test_killed_while_generating(
                 seen.set()
 
     threading.Thread(target=watch, daemon=True).start()
-    _kill_when(proc, seen.is_set, "generation of step 3")
+    kill_process_when(proc, seen.is_set, "generation of step 3", poll=0.002)
     assert not os.path.exists(os.path.join(run_dir, "checkpoints", "step_3"))
 
     code, out, _ = main_run(rl_recipe, run_dir, *RL_STEPS)

@@ -12,7 +12,7 @@ import os
 import pytest
 import yaml
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]  # about 100 s: make test-slow
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,8 @@ def letter_a(batch: RewardInput) -> RewardResult:
 
 
 class SimulatedCrash(BaseException):
-    """The driver dies (not an ``Exception``: a failing reward term would be scored 0)."""
+    """The driver dies (not an ``Exception``: a failing reward term would be scored 0). The term
+    runs in-process (``isolate: false``): isolated, its crash would cost one batch, not the run."""
 
 
 CRASH = {"calls": 0, "at": 0}
@@ -292,7 +293,10 @@ def test_resume_after_a_crash_repeats_the_uninterrupted_run(
     # reward calls: validation at start, then one per generation batch; crash in step 5
     CRASH.update(calls=0, at=1 + sum(rounds[:4]) + 1)
     crashing = letters_overrides(
-        run_dir, untied_model, letters_data, reward__terms="[{name: test_letter_a_crashing}]"
+        run_dir,
+        untied_model,
+        letters_data,
+        reward__terms="[{name: test_letter_a_crashing, isolate: false}]",
     )
     with pytest.raises(SimulatedCrash):
         run_rl(crashing)
@@ -311,13 +315,18 @@ def test_resume_after_a_crash_repeats_the_uninterrupted_run(
 
 
 def test_a_failed_start_releases_the_cluster(ray_cluster, untied_model, letters_data, tmp_path):
-    """The weight-sync probe fails at start (tolerance -1): the error names it, and the pool's
-    CPUs are free again for the next run on the same Ray cluster."""
+    """The weight-sync probe fails at start (a bfloat16 rollout engine held to a 1e-9 tolerance
+    against the float32 actor): the error names it, and the pool's CPUs are free again for the
+    next run on the same Ray cluster."""
     from logics_rl.workers.weight_sync import WeightSyncError
 
     free = ray_cluster.available_resources().get("CPU", 0.0)
     overrides = letters_overrides(
-        str(tmp_path), untied_model, letters_data, rollout__weight_sync__probe_tol=-1.0
+        str(tmp_path),
+        untied_model,
+        letters_data,
+        rollout__dtype="bfloat16",
+        rollout__weight_sync__probe_tol=1e-9,
     )
     with pytest.raises(WeightSyncError, match="weight-sync parity probe failed on rank 0"):
         run_rl(overrides)

@@ -64,3 +64,14 @@ def test_a_checkpoint_error_is_passed_through(tmp_path):
     )
     assert text.startswith("[red]error:[/red] disk full before the next checkpoint: ...\n")
     assert "max_restarts" not in text
+
+
+def test_a_worker_on_a_lost_node(tmp_path):
+    detail = "its node 5f3a is down (Ray marked it dead); The actor died unexpectedly"
+    text = fault_report(
+        WorkerDiedError(1, "train_step", detail, pid=77), str(tmp_path), args(), "l"
+    )
+    assert (
+        "worker rank 1 (pid 77) died while running train_step(). Cause: its node 5f3a died" in text
+    )
+    assert "Likely cause: the process was killed with SIGKILL" not in text

@@ -169,38 +169,31 @@ def tok(tiny_model):
     return AutoTokenizer.from_pretrained(tiny_model)
 
 
-def _check_error(exc: DataError, path: str) -> None:
-    msg = str(exc)
-    assert path in msg, msg
-    assert "row " in msg or "no usable" in msg or "no conversations" in msg, msg
-
-
-@FUZZ
-@given(lines=st.lists(raw_lines, min_size=1, max_size=4))
-def test_malformed_prompt_rows_name_file_and_row(tmp_path_factory, tok, lines):
+def load_prompt_rows(path: str, tok) -> None:
     from logics_rl.data.prompts import load_prompts
 
-    path = str(tmp_path_factory.mktemp("rows") / "prompts.jsonl")
-    with open(path, "wb") as fh:
-        fh.write(b"\n".join(lines) + b"\n")
-    try:
-        load_prompts([path], tok, max_prompt_length=64)
-    except DataError as exc:
-        _check_error(exc, path)
+    load_prompts([path], tok, max_prompt_length=64)
 
 
-@FUZZ
-@given(lines=st.lists(raw_lines, min_size=1, max_size=4))
-def test_malformed_sft_rows_name_file_and_row(tmp_path_factory, tok, lines):
+def load_sft_rows(path: str, tok) -> None:
     from logics_rl.data.sft import load_conversations
 
-    path = str(tmp_path_factory.mktemp("rows") / "sft.jsonl")
+    load_conversations([path], tok, max_length=64)
+
+
+@pytest.mark.parametrize("load", [load_prompt_rows, load_sft_rows], ids=["prompts", "sft"])
+@FUZZ
+@given(lines=st.lists(raw_lines, min_size=1, max_size=4))
+def test_malformed_rows_name_file_and_row(tmp_path_factory, tok, load, lines):
+    path = str(tmp_path_factory.mktemp("rows") / "rows.jsonl")
     with open(path, "wb") as fh:
         fh.write(b"\n".join(lines) + b"\n")
     try:
-        load_conversations([path], tok, max_length=64)
+        load(path, tok)
     except DataError as exc:
-        _check_error(exc, path)
+        msg = str(exc)
+        assert path in msg, msg
+        assert "row " in msg or "no usable" in msg or "no conversations" in msg, msg
 
 
 @settings(max_examples=40, deadline=None)

@@ -15,7 +15,7 @@ from logics_rl.config.schema import RewardConfig, RewardTermConfig
 from logics_rl.rewards import RewardInput, RewardTermError, build_reward
 
 # The batch's first prompt says how to misbehave, so one built reward sees every fault in turn.
-PLUGIN = '''
+PLUGIN = """
 import math, os, signal, time
 
 
@@ -42,7 +42,7 @@ def faulty(batch, *, bonus=1.0):
     if mode == "pid":
         return [float(os.getpid())] * len(batch)
     return [bonus] * len(batch)
-'''
+"""
 
 
 @pytest.fixture
