@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import typing
 from enum import Enum
 
@@ -20,8 +21,15 @@ from logics_rl.config.schema import Config
 from logics_rl.data.files import DataError
 from logics_rl.main import QUICKSTART
 
+# Fixed examples in CI (a run's verdict must not depend on luck); a wider random search with
+# LOGICS_RL_FUZZ_EXAMPLES=N (e.g. 2000) explores new ones each time.
+_EXPLORE = os.environ.get("LOGICS_RL_FUZZ_EXAMPLES")
 FUZZ = settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(_EXPLORE or 120),
+    derandomize=_EXPLORE is None,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -196,7 +204,7 @@ def test_malformed_rows_name_file_and_row(tmp_path_factory, tok, load, lines):
         assert "row " in msg or "no usable" in msg or "no conversations" in msg, msg
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
 @given(cut=st.floats(0.0, 0.999))
 def test_a_cut_parquet_file_is_named(tmp_path_factory, cut):
     import pyarrow as pa
