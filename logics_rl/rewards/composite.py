@@ -106,14 +106,6 @@ class CompositeReward:
             if term.isolated is not None:
                 term.isolated.close()
 
-    def _failed(self, term: RewardTerm, kind: str, n: int, counters: dict[str, int]) -> str:
-        """Count a failed batch of ``term``; raises once it failed too many batches in a row."""
-        key = f"reward/{term.label}/{kind}"
-        counters[key] = counters.get(key, 0) + n
-        self._failed_in_row[term.label] += 1
-        k, limit = self._failed_in_row[term.label], self.max_failed_batches
-        return f"{kind} on {k} batch(es) in a row" + (f" (stops at {limit})" if limit else "")
-
     def __call__(self, batch: RewardInput) -> RewardResult:
         n = len(batch)
         total = [0.0] * n
@@ -127,20 +119,8 @@ class CompositeReward:
                 self._failed_in_row[term.label] = 0
             except MissingComponentError:
                 raise
-            except TermFailure as exc:
-                streak = self._failed(term, exc.kind, n, counters)
-                logger.warning(
-                    "reward term %r (isolated) %s; it scores 0 for this batch of %d (%s)",
-                    term.label, exc, n, streak,
-                )  # fmt: skip
-                out = self._zeros(term, n, exc)
             except Exception as exc:
-                streak = self._failed(term, "error", n, counters)
-                logger.exception(
-                    "reward term %r failed on a batch of %d; it scores 0 for this batch (%s)",
-                    term.label, n, streak,
-                )  # fmt: skip
-                out = self._zeros(term, n, exc)
+                out = self._failed(term, exc, n, counters)
             for i, s in enumerate(out.scores):
                 total[i] += term.weight * s
             if out.token_scores is not None:
@@ -155,10 +135,28 @@ class CompositeReward:
                 counters[key] = counters.get(key, 0) + value
         return RewardResult(total, components, token_total, counters)
 
-    def _zeros(self, term: RewardTerm, n: int, exc: BaseException) -> RewardResult:
-        """A failed term's result: zeros under the names it would have produced (so later terms
-        still find them), or the end of the run once it failed too many batches in a row."""
+    def _failed(
+        self, term: RewardTerm, exc: Exception, n: int, counters: dict[str, int]
+    ) -> RewardResult:
+        """Count and log a failed batch of ``term``; its result is zeros under the names it would
+        have produced (so later terms still find them), or the end of the run once it failed
+        ``max_failed_batches`` batches in a row."""
+        kind = exc.kind if isinstance(exc, TermFailure) else "error"  # timeout | crash | error
+        key = f"reward/{term.label}/{kind}"
+        counters[key] = counters.get(key, 0) + n
+        self._failed_in_row[term.label] += 1
         k, limit = self._failed_in_row[term.label], self.max_failed_batches
+        streak = f"{kind} on {k} batch(es) in a row" + (f" (stops at {limit})" if limit else "")
+        if isinstance(exc, TermFailure):  # the child's traceback is in its message
+            logger.warning(
+                "reward term %r (isolated) %s; it scores 0 for this batch of %d (%s)",
+                term.label, exc, n, streak,
+            )  # fmt: skip
+        else:
+            logger.error(
+                "reward term %r failed on a batch of %d; it scores 0 for this batch (%s)",
+                term.label, n, streak, exc_info=exc,
+            )  # fmt: skip
         if limit and k >= limit:
             first = str(exc).strip().splitlines()
             raise RewardTermError(
