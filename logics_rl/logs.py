@@ -62,6 +62,12 @@ BENIGN: tuple[str, ...] = (
     r"Inductor compilation was disabled by user settings",
     # vLLM's triton_utils touches a deprecated torch.distributed alias (its source line follows).
     r"FutureWarning: `torch\.distributed\.reduce_op` is deprecated",
+    # megatron-core: without Transformer Engine / Apex it uses its torch implementations, which
+    # is what the Megatron engine's local layer spec asks for (no fused kernels on CPU).
+    r"(Transformer Engine and )?Apex (is|are) not installed\. Falling back to (Torch|local)",
+    # megatron-core: its own TransformerConfig default (cuda_graph_scope) triggers the notice;
+    # the engine captures no CUDA graphs.
+    r"full scope is deprecated\. Use empty cuda_graph_scope",
     # Weight-loading progress bars of transformers and vLLM when a worker loads its engines
     # (one per engine start; a failed load raises, and its error passes).
     r"^(?:\([^()]*pid=[^()]*\) )?Loading (?:weights|safetensors checkpoint shards):",

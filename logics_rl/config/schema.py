@@ -62,6 +62,7 @@ class BehaviourLogProb(Choice):
 
 class TrainEngineKind(Choice):
     fsdp = "fsdp"
+    megatron = "megatron"
 
 
 class RolloutEngineKind(Choice):

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import sys
 
+import engine_runs
 import pytest
 import torch
+from engine_runs import hf_reference, make_batch, weighted_nll
 
 from logics_rl.config.schema import TrainEngineConfig
 from logics_rl.controller import Dispatch, ResourcePool, Worker, WorkerGroup, register
@@ -18,16 +20,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module", autouse=True)
 def _by_value(ray_cluster):
     ray_cluster.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-def weighted_nll(total_tokens: int):
-    """sum(-w * logp) / total_tokens: globally normalised, like the RL losses."""
-
-    def loss_fn(mb: Batch, logp_BT, entropy_BT):
-        w = mb["weight"] * mb["response_mask"]
-        return -(w * logp_BT).sum() / total_tokens, {"loss": 1.0}
-
-    return loss_fn
+    ray_cluster.cloudpickle.register_pickle_by_value(engine_runs)
 
 
 class EngineWorker(Worker):
@@ -65,46 +58,6 @@ class EngineWorker(Worker):
         return metrics["micro_batches"], grads
 
 
-def make_batch(n: int = 8, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    P, R = 6, 9
-    p_len = torch.randint(1, P + 1, (n,), generator=g)
-    r_len = torch.randint(0, R + 1, (n,), generator=g)
-    pm = torch.arange(P)[None] >= (P - p_len)[:, None]
-    rm = torch.arange(R)[None] < r_len[:, None]
-    return Batch.from_dict(
-        {
-            "prompt_ids": torch.randint(5, 100, (n, P), generator=g) * pm,
-            "prompt_mask": pm,
-            "response_ids": torch.randint(5, 100, (n, R), generator=g) * rm,
-            "response_mask": rm,
-            "loss_mask": rm,
-            "weight": torch.randn(n, R, generator=g),
-        }
-    )
-
-
-def reference(model_path: str, batch: Batch):
-    """Plain HF, one sample at a time, fp32, one process."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    total = int(batch["response_mask"].sum())
-    loss = 0.0
-    logps = torch.zeros(batch["response_ids"].shape)
-    for i in range(len(batch)):
-        p = batch["prompt_ids"][i][batch["prompt_mask"][i]]
-        r = batch["response_ids"][i][batch["response_mask"][i]]
-        logits = model(torch.cat([p, r])[None]).logits[0].float()
-        lp = torch.log_softmax(logits, -1)[len(p) - 1 : len(p) - 1 + len(r)].gather(-1, r[:, None])[
-            :, 0
-        ]
-        logps[i, : len(r)] = lp.detach()
-        loss = loss - (batch["weight"][i, : len(r)] * lp).sum() / total
-    loss.backward()
-    return logps, {n: p.grad for n, p in model.named_parameters()}
-
-
 @pytest.fixture(scope="module")
 def engines(ray_cluster, tiny_model):
     pool = ResourcePool([2])
@@ -117,7 +70,7 @@ def engines(ray_cluster, tiny_model):
 
 def test_logprobs_and_gradients_match_single_process_reference(engines, tiny_model):
     batch = make_batch()
-    ref_logp, ref_grads = reference(tiny_model, batch)
+    ref_logp, _, ref_grads = hf_reference(tiny_model, batch)
     out = engines.logp(batch)
     torch.testing.assert_close(out["logp"], ref_logp, atol=1e-5, rtol=0)
     assert torch.all(out["entropy"][~batch["response_mask"]] == 0)

@@ -1,4 +1,5 @@
-"""Training engines behind ``base.TrainEngine``: FSDP2 (``fsdp.py``).
+"""Training engines behind ``base.TrainEngine``: FSDP2 (``fsdp.py``) and megatron-core
+(``megatron/``).
 
 ``build_train_engine`` is the one place that names an engine class; workers and trainers ask
 for ``actor.engine`` by its config value. A checkpoint records the engine kind that wrote it
@@ -14,7 +15,10 @@ from logics_rl.engines.train.base import TrainEngine
 from logics_rl.registry import load_import_path
 
 # kind -> import path: engines load their heavy dependencies only when chosen
-ENGINES = {"fsdp": "logics_rl.engines.train.fsdp:FSDPEngine"}
+ENGINES = {
+    "fsdp": "logics_rl.engines.train.fsdp:FSDPEngine",
+    "megatron": "logics_rl.engines.train.megatron.engine:MegatronEngine",
+}
 
 
 def engine_class(kind: str) -> type[TrainEngine]:

@@ -17,6 +17,9 @@ forward plus every op's backward, each a pass over the [chunk, V] logits).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -26,26 +29,64 @@ def _logits(hidden: Tensor, weight: Tensor, temperature: float) -> Tensor:
     return z.div_(temperature) if temperature != 1.0 else z
 
 
-def _stats(z: Tensor, targets: Tensor, with_entropy: bool) -> tuple[Tensor, Tensor, Tensor]:
+@dataclass(frozen=True)
+class VocabShard:
+    """The LM head is cut along the vocabulary over ``group`` (tensor parallel): this rank's
+    weight rows are the token ids ``start, start + 1, ...``. Max, normaliser, target logit and
+    E_p[z] are reduced over the group; the hidden states' gradient is this rank's part (the
+    caller's tensor-parallel copy sums it in backward)."""
+
+    group: Any
+    start: int
+
+
+def _reduce(t: Tensor, shard: VocabShard | None, op=None) -> Tensor:
+    if shard is not None:
+        import torch.distributed as dist
+
+        dist.all_reduce(t, op=op or dist.ReduceOp.SUM, group=shard.group)
+    return t
+
+
+def _local_targets(
+    z: Tensor, targets: Tensor, shard: VocabShard | None
+) -> tuple[Tensor, Tensor | None]:
+    """(column of each target in ``z``, whether this rank holds it; None: all of them)."""
+    if shard is None:
+        return targets, None
+    col = targets - shard.start
+    mine = (col >= 0) & (col < z.shape[-1])
+    return col.clamp(0, max(0, z.shape[-1] - 1)), mine
+
+
+def _stats(
+    z: Tensor, targets: Tensor, with_entropy: bool, shard: VocabShard | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """(logp, lse, E_p[z]) of logits ``z`` [M, V] (E_p[z] is empty without entropy)."""
-    top = z.max(dim=-1, keepdim=True).values
+    import torch.distributed as dist
+
+    top = _reduce(z.max(dim=-1, keepdim=True).values, shard, dist.ReduceOp.MAX)
     e = (z - top).exp_()
-    total = e.sum(-1)
+    total = _reduce(e.sum(-1), shard)
     lse = top[:, 0] + total.log()
-    logp = z.gather(-1, targets[:, None])[:, 0] - lse
+    col, mine = _local_targets(z, targets, shard)
+    target_z = z.gather(-1, col[:, None])[:, 0]
+    if shard is not None:
+        target_z = _reduce(torch.where(mine, target_z, torch.zeros_like(target_z)), shard)
+    logp = target_z - lse
     if not with_entropy:
         return logp, lse, z.new_zeros(0)
-    ez = torch.einsum("mv,mv->m", e, z) / total
+    ez = _reduce(torch.einsum("mv,mv->m", e, z), shard) / total
     return logp, lse, ez
 
 
 class _ChunkLogProbs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, temperature: float, with_entropy: bool):
+    def forward(ctx, hidden, weight, targets, temperature: float, with_entropy: bool, shard=None):
         z = _logits(hidden, weight, temperature)
-        logp, lse, ez = _stats(z, targets, with_entropy)
+        logp, lse, ez = _stats(z, targets, with_entropy, shard)
         ctx.save_for_backward(hidden, weight, targets, lse, ez)
-        ctx.temperature, ctx.with_entropy = temperature, with_entropy
+        ctx.temperature, ctx.with_entropy, ctx.shard = temperature, with_entropy, shard
         entropy = lse - ez if with_entropy else torch.zeros_like(logp)
         return logp, entropy
 
@@ -60,12 +101,14 @@ class _ChunkLogProbs(torch.autograd.Function):
             grad.addcmul_(p, g_logp[:, None], value=-1.0)
         else:
             grad = p.mul_(-g_logp[:, None])
-        grad.scatter_add_(-1, targets[:, None], g_logp[:, None])
+        col, mine = _local_targets(z, targets, ctx.shard)
+        g_target = g_logp if ctx.shard is None else torch.where(mine, g_logp, 0.0)
+        grad.scatter_add_(-1, col[:, None], g_target[:, None])
         if ctx.temperature != 1.0:
             grad.div_(ctx.temperature)
         grad_hidden = (grad @ weight.float()).to(hidden.dtype)
         grad_weight = (grad.t() @ hidden.float()).to(weight.dtype)
-        return grad_hidden, grad_weight, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None
 
 
 def token_logprobs(
@@ -76,19 +119,21 @@ def token_logprobs(
     temperature: float = 1.0,
     with_entropy: bool = False,
     chunk: int = 1024,
+    shard: VocabShard | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """log softmax(h W^T / T)[target] and (optionally) the entropy, per token, in float32.
 
-    Shapes: hidden [M, H], weight [V, H] (the LM head), targets [M] -> logp [M], entropy [M].
+    Shapes: hidden [M, H], weight [V, H] (the LM head, or this rank's rows of it with
+    ``shard``), targets [M] -> logp [M], entropy [M].
     """
     logps, ents = [], []
     grad = torch.is_grad_enabled() and (hidden_MH.requires_grad or weight_VH.requires_grad)
     for start in range(0, hidden_MH.shape[0], chunk):
         h, t = hidden_MH[start : start + chunk], targets_M[start : start + chunk]
         if grad:
-            lp, ent = _ChunkLogProbs.apply(h, weight_VH, t, temperature, with_entropy)
+            lp, ent = _ChunkLogProbs.apply(h, weight_VH, t, temperature, with_entropy, shard)
         else:
-            lp, lse, ez = _stats(_logits(h, weight_VH, temperature), t, with_entropy)
+            lp, lse, ez = _stats(_logits(h, weight_VH, temperature), t, with_entropy, shard)
             ent = lse - ez if with_entropy else None
         logps.append(lp)
         ents.append(ent)

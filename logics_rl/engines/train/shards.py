@@ -4,9 +4,10 @@ Nothing in a checkpoint may run code when it is read, so this replaces
 ``torch.distributed.checkpoint`` (whose ``.metadata`` file is a pickle, and whose tensor records
 are ``torch.save`` archives). Layout of ``<checkpoint>/shards/``:
 
-- ``rank<r>.safetensors``: the tensors rank ``r`` holds. A DTensor contributes its local shard;
-  the header's ``__metadata__`` maps every key to the tensor's global shape and the shard's
-  offset in it. A plain tensor (replicated, e.g. Adam's ``step``) is written by rank 0 only.
+- ``rank<r>.safetensors``: the tensors rank ``r`` holds. A DTensor (or a ``Chunk``: a part of
+  a larger tensor an engine describes itself) contributes its local part; the header's
+  ``__metadata__`` maps every key to the tensor's global shape and the part's offset in it. A
+  plain tensor (replicated, e.g. Adam's ``step``) is written by rank 0 only.
 - ``index.json`` (rank 0): the state's tree: dicts, lists, tuples, numbers, strings, with
   ``{"__tensor__": key}`` where a tensor was; the world size; the files.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,6 +49,18 @@ _DTYPES: dict[torch.dtype, str] = {
 }
 
 
+@dataclass
+class Chunk:
+    """``data`` is the block ``[offset, offset + data.shape)`` of a tensor of ``shape``;
+    ``owner``: this rank writes it (one owner per block). A chunk without data stands for a
+    tensor that other ranks write, so that rank 0's index names it."""
+
+    data: torch.Tensor | None
+    shape: list[int]
+    offset: list[int]
+    owner: bool = True
+
+
 def rank_file(rank: int) -> str:
     return f"rank{rank:05d}.safetensors"
 
@@ -54,7 +68,7 @@ def rank_file(rank: int) -> str:
 # --------------------------------------------------------------------------- the state's tree
 def _flatten(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
     """The JSON tree of ``obj``; tensors go to ``tensors`` under their path."""
-    if isinstance(obj, torch.Tensor):
+    if isinstance(obj, (torch.Tensor, Chunk)):
         tensors[path] = obj
         return {"__tensor__": path}
     if isinstance(obj, dict):
@@ -73,9 +87,12 @@ def _flatten(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
     raise TypeError(f"state value at {path} is a {type(obj).__name__}, not data")
 
 
-def _local_chunk(t: torch.Tensor) -> tuple[torch.Tensor, list[int], list[int], bool]:
+def _local_chunk(t: torch.Tensor | Chunk) -> tuple[torch.Tensor, list[int], list[int], bool]:
     """(local data, global shape, offset of the local data, whether this rank writes it)."""
     from torch.distributed.tensor import DTensor, Replicate
+
+    if isinstance(t, Chunk):
+        return t.data, list(t.shape), list(t.offset), t.owner and t.data is not None
 
     if isinstance(t, DTensor):
         from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
@@ -99,7 +116,7 @@ def save_state(state: dict[str, Any], directory: str, rank: int) -> None:
     chunks: dict[str, dict[str, list[int]]] = {}
     for key, t in tensors.items():
         local, shape, offset, owner = _local_chunk(t)
-        if not owner or (rank != 0 and not _is_dtensor(t)):
+        if not owner or (rank != 0 and not _is_part(t)):
             continue
         pieces[key] = local
         chunks[key] = {"shape": shape, "offset": offset}
@@ -113,10 +130,11 @@ def save_state(state: dict[str, Any], directory: str, rank: int) -> None:
             json.dump(index, fh)
 
 
-def _is_dtensor(t: torch.Tensor) -> bool:
+def _is_part(t: torch.Tensor | Chunk) -> bool:
+    """A part of a larger tensor (written by its owner on any rank)."""
     from torch.distributed.tensor import DTensor
 
-    return isinstance(t, DTensor)
+    return isinstance(t, (DTensor, Chunk))
 
 
 def _write_safetensors(path: str, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
@@ -222,7 +240,7 @@ def load_state(template: dict[str, Any], directory: str) -> dict[str, Any]:
 
 
 def _restore(template: Any, saved: Any, chunks: _Chunks, path: str) -> Any:
-    if isinstance(template, torch.Tensor):
+    if isinstance(template, (torch.Tensor, Chunk)):
         if not (isinstance(saved, dict) and saved.get("__tensor__") == path):
             raise CheckpointError(f"{chunks.directory}: {path} is not a tensor in the checkpoint")
         local, shape, offset, _ = _local_chunk(template)
