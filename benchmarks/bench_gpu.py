@@ -1,12 +1,14 @@
 """Train engine, rollout engine and weight sync on a GPU: tokens/s, MFU, GB/s, per model shape.
 
-    python benchmarks/bench_gpu.py [--shapes qwen3-0.6b,qwen3-8b] [--seqs 16] [--len 1024]
+    python benchmarks/bench_gpu.py [--shapes qwen3-0.6b,qwen3-8b] [--engines fsdp,megatron]
+                                   [--seqs 16] [--len 1024]
 
 Models are Qwen3-shaped with random weights (built from a config, saved once to ``--cache``):
 no download. For each shape:
 - the bf16 matmul peak of this device (8192^2), measured here, is the MFU denominator;
-- training: the FSDP2 engine (one rank, bf16 mixed precision, flash-attn varlen when installed)
-  runs ``train_step`` (forward, backward, AdamW) on ``--seqs`` rows of ``--len`` tokens. A shape
+- training: each engine of ``--engines`` (one rank; FSDP2: bf16 mixed precision, flash-attn
+  varlen when installed; Megatron: the local layer spec, bf16 autocast over fp32 weights) runs
+  ``train_step`` (forward, backward, AdamW) on ``--seqs`` rows of ``--len`` tokens. A shape
   whose full step does not fit one device (8B: fp32 master weights, gradients and AdamW state
   alone are 16 bytes per parameter) runs ``forward_backward`` only, with activation
   checkpointing, and says so;
@@ -110,6 +112,12 @@ def median_time(fn, rounds: int, sync) -> float:
 
 
 def bench_shape(shape: str, a, device, peak: float) -> None:
+    for i, engine in enumerate(a.engines.split(",")):
+        bench_engine(shape, engine, a, device, peak, rest=i == 0)
+
+
+def bench_engine(shape: str, engine: str, a, device, peak: float, rest: bool) -> None:
+    """Training tokens/s of one engine; with ``rest``, weight sync and rollout too."""
     import torch
 
     from logics_rl.batches import TrainBatch
@@ -130,10 +138,15 @@ def bench_shape(shape: str, a, device, peak: float) -> None:
     batch = make_batch(hf.vocab_size, a.seqs, a.len)
     tokens = int(batch["prompt_mask"].sum() + batch["response_mask"].sum())
     flops = model_flops(hf, batch)
-    print(f"\n== {shape}: {n_params / 1e9:.2f} B parameters, {a.seqs} rows, {tokens} tokens")
+    print(
+        f"\n== {shape}, {engine}: {n_params / 1e9:.2f} B parameters, {a.seqs} rows, "
+        f"{tokens} tokens"
+    )
     try:
         cfg = TrainEngineConfig(
-            max_tokens_per_micro_batch=max(8192, tokens), activation_checkpointing=not full
+            engine=engine,
+            max_tokens_per_micro_batch=max(8192, tokens),
+            activation_checkpointing=not full,
         )
         eng = build_train_engine(cfg, path, total_steps=100)
         actor = ActorRole(eng, UpdateSpec(AlgorithmConfig()))
@@ -153,6 +166,14 @@ def bench_shape(shape: str, a, device, peak: float) -> None:
         )
     except torch.OutOfMemoryError as exc:
         print(f"train  out of memory: {str(exc).splitlines()[0]}")
+        return
+    finally:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+    if not rest:
+        del eng, actor
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         return
 
     def export_stream():
@@ -204,6 +225,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="qwen3-0.6b,qwen3-8b")
+    ap.add_argument("--engines", default="fsdp,megatron", help="train engines, in this order")
     ap.add_argument("--seqs", type=int, default=16)
     ap.add_argument("--len", type=int, default=1024)
     ap.add_argument("--prompts", type=int, default=32)

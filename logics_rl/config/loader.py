@@ -420,8 +420,19 @@ def _check_parallel(cfg: Config) -> None:
         f"actor.parallel sizes must be >= 1, got {p}",
     )
     _check(
-        cfg.actor.engine != "fsdp" or p.model_parallel * p.expert == 1,
-        "actor.engine=fsdp shards over data-parallel ranks only: actor.parallel sizes must be 1",
+        cfg.actor.engine != "fsdp" or (p.model_parallel * p.expert == 1 and not p.sequence),
+        "actor.engine=fsdp shards over data-parallel ranks only: actor.parallel sizes must be 1 "
+        "and actor.parallel.sequence false (actor.engine=megatron has tensor / pipeline parallel)",
+    )
+    _check(
+        cfg.actor.engine != "megatron" or (p.context == 1 and p.expert == 1),
+        "actor.engine=megatron runs dense models without context parallelism so far: "
+        "actor.parallel.context and actor.parallel.expert must be 1",
+    )
+    _check(
+        not p.sequence or p.tensor > 1,
+        "actor.parallel.sequence cuts the sequence over tensor-parallel ranks: it needs "
+        "actor.parallel.tensor > 1",
     )
     _check(
         world % p.model_parallel == 0,

@@ -223,6 +223,8 @@ class ParallelConfig:
     pipeline: int = 1
     context: int = 1
     expert: int = 1  # carved out of the data-parallel ranks (does not divide the world)
+    # Megatron, tensor > 1: norms, dropout and residuals on 1/tensor of the sequence each
+    sequence: bool = False
 
     @property
     def model_parallel(self) -> int:

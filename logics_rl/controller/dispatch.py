@@ -34,6 +34,7 @@ REGISTER_ATTR = "_logics_rl_dispatch"
 class Dispatch(str, Enum):
     ONE_TO_ALL = "one_to_all"
     DP_COMPUTE = "dp_compute"
+    ALL_RANKS = "all_ranks"
 
 
 @dataclass(frozen=True)
@@ -120,11 +121,11 @@ def split_for_dp(
 
 def collect(outputs: list[Any], dispatch: Dispatch, split: DPSplit | None, what: str) -> Any:
     """Combine per-worker outputs (already restricted to collecting ranks, in dp order)."""
-    if dispatch != Dispatch.DP_COMPUTE or not outputs:
+    if dispatch == Dispatch.ONE_TO_ALL or not outputs:
         return list(outputs)
     if not all(isinstance(o, Batch) for o in outputs):
         if split is not None and split.padded:
-            raise TypeError(f"{what}: a padded DP_COMPUTE call must return a Batch")
+            raise TypeError(f"{what}: a padded {dispatch.name} call must return a Batch")
         return list(outputs)
     if split is None:
         return Batch.concat(outputs)

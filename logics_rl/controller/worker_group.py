@@ -373,6 +373,9 @@ class WorkerGroup:
         if spec.dispatch == Dispatch.ONE_TO_ALL:
             per_rank = {r: (args, kwargs) for r in ranks}
             collect_ranks = ranks
+        elif spec.dispatch == Dispatch.ALL_RANKS:
+            per_rank, split = self._split_args(name, spec, args, kwargs, [(r, r) for r in ranks])
+            collect_ranks = ranks
         else:
             per_rank, split, collect_ranks = self._dp_args(name, spec, args, kwargs)
         refs = [
@@ -384,23 +387,39 @@ class WorkerGroup:
         """Per-rank arguments: each ``Batch`` split over the dp ranks, the rest broadcast."""
         info = self.dp_info()
         dp_size = info[0][1]
+        per_rank, split = self._split_args(
+            name, spec, args, kwargs, [(rank, dp_rank) for rank, (dp_rank, _, _) in enumerate(info)]
+        )
+        collect_ranks = [
+            r for d in range(dp_size) for r, (dd, _, c) in enumerate(info) if c and dd == d
+        ]
+        return per_rank, split, collect_ranks
+
+    def _split_args(
+        self,
+        name: str,
+        spec: MethodSpec,
+        args: tuple,
+        kwargs: dict[str, Any],
+        part_of: list[tuple[int, int]],
+    ) -> tuple[dict, DPSplit | None]:
+        """Each ``Batch`` argument cut into as many parts as ``part_of`` names (rank, part),
+        the rest broadcast."""
+        n_parts = len({p for _, p in part_of})
         parts: dict[Any, list[Batch]] = {}
         splits = set()
         for key, v in [*enumerate(args), *kwargs.items()]:
             if isinstance(v, Batch):
-                parts[key], split = split_for_dp(v, dp_size, pad=spec.pad, what=name)
+                parts[key], split = split_for_dp(v, n_parts, pad=spec.pad, what=name)
                 splits.add(split)
         if len(splits) > 1:
-            raise ValueError(f"{name}: DP_COMPUTE Batch arguments have different lengths")
+            raise ValueError(f"{name}: {spec.dispatch.name} Batch arguments have different lengths")
         per_rank = {}
-        for rank, (dp_rank, _, _) in enumerate(info):
-            a = tuple(parts[i][dp_rank] if i in parts else v for i, v in enumerate(args))
-            k = {n: parts[n][dp_rank] if n in parts else v for n, v in kwargs.items()}
+        for rank, part in part_of:
+            a = tuple(parts[i][part] if i in parts else v for i, v in enumerate(args))
+            k = {n: parts[n][part] if n in parts else v for n, v in kwargs.items()}
             per_rank[rank] = (a, k)
-        collect_ranks = [
-            r for d in range(dp_size) for r, (dd, _, c) in enumerate(info) if c and dd == d
-        ]
-        return per_rank, (splits.pop() if splits else None), collect_ranks
+        return per_rank, (splits.pop() if splits else None)
 
     # ------------------------------------------------------------------ lifecycle
     def kill(self) -> None:

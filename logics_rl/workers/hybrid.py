@@ -98,7 +98,8 @@ class HybridWorker(Worker):
         return {"weight_sync/probe_abs_diff_max": self.weight_sync.check(self.rank)}
 
     # ------------------------------------------------------------------ rollout
-    @register(dispatch=Dispatch.DP_COMPUTE)
+    # every rank has its own rollout engine: ranks of one model-parallel group generate apart
+    @register(dispatch=Dispatch.ALL_RANKS)
     def generate_sequences(self, prompts: Batch, sampling: Sampling) -> Batch:
         return self.rollout.generate(prompts, sampling)
 

@@ -115,8 +115,11 @@ def _worker(rank: int, world: int, port: int, spec: dict) -> None:
     )
     cfg = TrainEngineConfig(
         engine="megatron",
-        parallel=ParallelConfig(tensor=spec["tp"], pipeline=spec["pp"]),
+        parallel=ParallelConfig(
+            tensor=spec["tp"], pipeline=spec["pp"], sequence=spec.get("sp", False)
+        ),
         max_tokens_per_micro_batch=spec.get("max_tokens", 64),
+        activation_checkpointing=spec.get("recompute", False),
     )
     cfg.optim.lr = 1e-3
     engine = build_train_engine(cfg, spec["model"], total_steps=10, seed=0)

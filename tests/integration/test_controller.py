@@ -58,9 +58,26 @@ class Echo(Worker):
         """n output rows per input row, like generate_sequences."""
         return batch.repeat(n).with_columns({"rank": torch.full((len(batch) * n,), self.rank)})
 
+    @register(dispatch=Dispatch.ALL_RANKS)
+    def samples_everywhere(self, batch: Batch, n: int) -> Batch:
+        """Like ``samples``, split over every rank whatever the model-parallel layout."""
+        return self.samples.__wrapped__(self, batch, n)
+
     @register(dispatch=Dispatch.DP_COMPUTE, pad=False)
     def rows(self, batch: Batch) -> int:
         return len(batch)
+
+    @register(dispatch=Dispatch.ONE_TO_ALL)
+    def set_tensor_parallel(self, tp: int) -> None:
+        """Pretend the ranks hold one model between ``tp`` of them (None: back to plain dp)."""
+        from logics_rl.engines.train.base import ParallelInfo
+
+        self.parallel = None
+        if tp:
+            dp = self.world_size // tp
+            self.parallel = ParallelInfo(
+                dp_rank=self.rank // tp, dp_size=dp, tp_rank=self.rank % tp, tp_size=tp
+            )
 
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def bad_data(self):
@@ -141,6 +158,23 @@ def test_padding_never_reaches_the_caller_with_several_rows_per_input(echo, n):
     out = echo.samples.future(_batch(n), 4).get()  # .future: submit now, collect later
     assert out["x"].tolist() == [i for i in range(n) for _ in range(4)]
     assert list(out["tag"]) == [f"s{i}" for i in range(n) for _ in range(4)]
+
+
+def test_model_parallel_ranks_share_a_part_but_all_ranks_generate_apart(echo):
+    echo.set_tensor_parallel(2)
+    echo.dp_info(refresh=True)
+    try:
+        # DP_COMPUTE: both ranks hold one model: one part, returned by tensor-parallel rank 0
+        out = echo.double(_batch(3))
+        assert out["y"].tolist() == [0, 6, 12] and out["rank"].tolist() == [0, 0, 0]
+        # ALL_RANKS: each rank its own part (its own rollout engine), padding dropped
+        out = echo.samples_everywhere(_batch(3), 2)
+        assert out["x"].tolist() == [0, 0, 1, 1, 2, 2]
+        assert out["rank"].tolist() == [0, 0, 0, 0, 1, 1]
+    finally:
+        echo.set_tensor_parallel(0)
+        echo.dp_info(refresh=True)
+    assert echo.double(_batch(2))["rank"].tolist() == [0, 1]
 
 
 def test_calls_that_must_not_see_padding_refuse_an_indivisible_batch(echo):

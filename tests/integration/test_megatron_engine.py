@@ -2,8 +2,8 @@
 
 - TP=1 against a plain HF model in fp32: log-probs and entropy (<= 1e-5), gradients of one loss
   with padding and uneven lengths; the parameter count equals HF's.
-- TP=2, PP=2 and DP=2 (2 ranks) reproduce TP=1's log-probs, gradients, and a 3-step training
-  run's loss and grad-norm trajectory.
+- TP=2, PP=2, DP=2 (with activation recomputation) and TP=2 with sequence parallelism (2 ranks)
+  reproduce TP=1's log-probs, gradients, and a 3-step training run's grad-norm trajectory.
 - An untied Llama at TP=2 and a Qwen2 (qkv bias) at PP=2 against their HF models.
 - A checkpoint written at TP=2 reads back at TP=1 (resharded; Adam moments too): one more step
   from it equals one more step of the TP=2 run; it exports offline to the same HF weights.
@@ -88,7 +88,8 @@ def runs(tiny_model, tmp_path_factory):
         "tp2": (2, dict(model=tiny_model, tp=2, pp=1, save=ck, after_steps=1)),
         "tp1": (1, dict(model=tiny_model, tp=1, pp=1, load=ck, after_steps=1)),
         "pp2": (2, dict(model=tiny_model, tp=1, pp=2)),
-        "dp2": (2, dict(model=tiny_model, tp=1, pp=1)),
+        "dp2": (2, dict(model=tiny_model, tp=1, pp=1, recompute=True)),
+        "tp2_sp": (2, dict(model=tiny_model, tp=2, pp=1, sp=True)),
         "llama_tp2": (2, dict(model=llama, tp=2, pp=1, steps=0)),
         "qwen2_pp2": (2, dict(model=qwen2, tp=1, pp=2, steps=0)),
     }
@@ -114,7 +115,7 @@ def test_tp1_matches_hf_and_counts_hf_parameters(runs, tiny_model):
     assert r["metrics"]["micro_batches"] >= 2  # a 64-token budget cuts the batch
 
 
-@pytest.mark.parametrize("layout", ["tp2", "pp2", "dp2"])
+@pytest.mark.parametrize("layout", ["tp2", "pp2", "dp2", "tp2_sp"])
 def test_parallel_layouts_reproduce_tp1(runs, layout):
     base = runs["results"]["tp1"][0]
     results = runs["results"][layout]

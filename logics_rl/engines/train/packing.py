@@ -48,11 +48,14 @@ def pack(
     response_ids: torch.Tensor,
     response_mask: torch.Tensor,
     layout: str = "packed",
+    width_multiple: int = 1,
 ) -> Packed:
     """Rows of (left-padded prompt, right-padded response) in the ``packed`` or ``padded`` layout.
 
     ``response_mask`` marks the valid response tokens; they must be a prefix of each row.
     Every row needs at least one prompt token (the first response token is predicted from it).
+    ``width_multiple``: padded rows are padded further to a multiple of it (sequence parallel
+    cuts the sequence into equal parts).
     """
     if layout not in ("packed", "padded"):
         raise ValueError(f"unknown layout {layout!r}; use packed or padded")
@@ -64,6 +67,7 @@ def pack(
         for i in range(B)
     ]
     width = max((p + r for p, r in zip(p_len, r_len)), default=0)
+    width = -(-width // width_multiple) * width_multiple
     if layout == "packed":
         starts = list(itertools.accumulate((p + r for p, r in zip(p_len, r_len)), initial=0))
         tensors = _packed(samples)

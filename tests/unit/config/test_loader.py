@@ -130,6 +130,7 @@ def test_recipes_exist():
     names = {os.path.basename(r) for r in RECIPES}
     assert {
         "grpo_qwen3_8b.yaml",
+        "grpo_qwen3_8b_megatron.yaml",
         "dapo_qwen3_8b.yaml",
         "logics_stem_rl_qwen3_8b.yaml",
         "smollm2_arith_cpu.yaml",
@@ -143,6 +144,13 @@ def test_parallel_sizes_derive_the_data_parallel_size():
     assert data_parallel_size(load_config(None, base)) == 4
     with pytest.raises(ConfigError, match="actor.engine=fsdp shards over data-parallel ranks only"):
         load_config(None, [*base, "actor.parallel.tensor=2"])
+    mega = [*base, "actor.engine=megatron", "trainer.prompts_per_step=2"]
+    assert data_parallel_size(load_config(None, [*mega, "actor.parallel.tensor=2"])) == 2
+    assert data_parallel_size(load_config(None, [*mega, "actor.parallel.pipeline=4"])) == 1
+    with pytest.raises(ConfigError, match="actor.parallel.sequence .* needs actor.parallel.tensor"):
+        load_config(None, [*mega, "actor.parallel.sequence=true"])
+    with pytest.raises(ConfigError, match="actor.parallel.context and actor.parallel.expert"):
+        load_config(None, [*mega, "actor.parallel.context=2"])
     with pytest.raises(ConfigError, match="multiple of the data-parallel size \\(4\\)"):
         load_config(None, [*base, "trainer.prompts_per_step=6"])
     with pytest.raises(ConfigError, match="sft.batch_size \\(6\\)"):
@@ -232,6 +240,7 @@ PINNED = {
     "actor.parallel.pipeline": 1,
     "actor.parallel.context": 1,
     "actor.parallel.expert": 1,
+    "actor.parallel.sequence": False,
     "actor.dtype": "auto",
     "actor.attn_implementation": "auto",
     "actor.max_tokens_per_micro_batch": 8192,

@@ -50,6 +50,28 @@ from logics_rl.protocol import Batch
 _TRAIN_KEYS = ("prompt_ids", "prompt_mask", "response_ids", "response_mask")
 MODEL_FILES = "hf_config"
 
+# megatron-core's own notices that ask nothing of the user, silenced where they arise (before
+# megatron-core is imported): it uses its torch implementations without Transformer Engine /
+# Apex (the local spec asks for exactly that); its TransformerConfig default trips its own
+# cuda_graph_scope deprecation; it calls torch.distributed collectives under names torch 2.13
+# deprecated (same collectives); it suggests CUDA_DEVICE_MAX_CONNECTIONS=1 for overlapping
+# sequence-parallel communication, which this engine does not enable.
+_UPSTREAM_NOTICES = (
+    r"(Transformer Engine and )?Apex (is|are) not installed\. Falling back",
+    r"full scope is deprecated\. Use empty cuda_graph_scope",
+    r"`torch\.distributed\.(reduce_scatter_tensor|all_gather_into_tensor|_all_gather_base|"
+    r"_reduce_scatter_base)` is deprecated",
+    r"When using sequence parallelism it is recommended to set the environment variable "
+    r"CUDA_DEVICE_MAX_CONNECTIONS",
+)
+
+
+def _silence_upstream_notices() -> None:
+    import warnings
+
+    for pattern in _UPSTREAM_NOTICES:
+        warnings.filterwarnings("ignore", message=pattern)
+
 
 def transformer_config(shape: convert.Shape, hf, cfg: TrainEngineConfig):
     """megatron-core's ``TransformerConfig`` for the HF model under ``cfg.parallel``."""
@@ -57,7 +79,7 @@ def transformer_config(shape: convert.Shape, hf, cfg: TrainEngineConfig):
 
     p = cfg.parallel
     recompute = {}
-    if cfg.activation_checkpointing:
+    if cfg.activation_checkpointing and torch.cuda.is_available():  # on CPU: see _checkpoint
         recompute = dict(
             recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1
         )
@@ -83,7 +105,7 @@ def transformer_config(shape: convert.Shape, hf, cfg: TrainEngineConfig):
         tensor_model_parallel_size=p.tensor,
         pipeline_model_parallel_size=p.pipeline,
         context_parallel_size=p.context,
-        sequence_parallel=False,
+        sequence_parallel=p.sequence and p.tensor > 1,
         variable_seq_lengths=True,  # micro-batches differ in rows and length
         moe_token_dispatcher_type="alltoall",  # the default refuses variable lengths (dense too)
         calculate_per_token_loss=True,  # the loss is normalised by the caller
@@ -96,6 +118,43 @@ def transformer_config(shape: convert.Shape, hf, cfg: TrainEngineConfig):
         persist_layer_norm=False,
         bias_activation_fusion=False,
         **recompute,
+    )
+
+
+class HeadRMSNorm(torch.nn.RMSNorm):
+    """torch's RMSNorm built the way megatron-core builds norms (its torch-norm wrapper refuses
+    any model with sequence parallelism, even for the q / k norms over head dimensions)."""
+
+    def __init__(self, config, hidden_size: int, eps: float = 1e-5, **_):
+        super().__init__(hidden_size, eps=eps)
+
+
+class SequenceParallelRMSNorm(HeadRMSNorm):
+    """A hidden-size norm under sequence parallelism: each rank norms its part of the
+    sequence, so the weight is marked ``sequence_parallel`` and its gradient summed over
+    tensor-parallel ranks."""
+
+    def __init__(self, config, hidden_size: int, eps: float = 1e-5, **_):
+        super().__init__(config, hidden_size, eps)
+        self.weight.sequence_parallel = True
+
+
+def layer_spec(shape: convert.Shape, sequence_parallel: bool, local_layers: int):
+    """The local layer spec; with sequence parallelism a block spec whose hidden-size norms
+    (input, pre-MLP, final) are ``SequenceParallelRMSNorm`` and q / k norms ``HeadRMSNorm``."""
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
+
+    spec = get_gpt_layer_local_spec(qk_layernorm=shape.qk_norm, normalization="RMSNorm")
+    if not sequence_parallel:
+        return spec
+    spec.submodules.input_layernorm = SequenceParallelRMSNorm
+    spec.submodules.pre_mlp_layernorm = SequenceParallelRMSNorm
+    if shape.qk_norm:
+        attention = spec.submodules.self_attention.submodules
+        attention.q_layernorm = attention.k_layernorm = HeadRMSNorm
+    return TransformerBlockSubmodules(
+        layer_specs=[spec] * local_layers, layer_norm=SequenceParallelRMSNorm
     )
 
 
@@ -126,7 +185,10 @@ class _MegatronLM(nn.Module):
         return weight[:valid], shard
 
     def forward(self, mb: dict, temperature: float, with_entropy: bool, chunk: int):
-        from megatron.core.tensor_parallel import copy_to_tensor_model_parallel_region
+        from megatron.core.tensor_parallel import (
+            copy_to_tensor_model_parallel_region,
+            gather_from_sequence_parallel_region,
+        )
 
         gpt = self.gpt
         device_type = "cuda" if torch.cuda.is_available() else "cpu"
@@ -143,10 +205,13 @@ class _MegatronLM(nn.Module):
             )
         if not gpt.post_process:
             return hidden
+        sequence_parallel = self.config.sequence_parallel
+        if sequence_parallel:  # all-gather the sequence; backward: reduce-scatter (sums over tp)
+            hidden = gather_from_sequence_parallel_region(hidden)
         # [s, b, h] -> the positions that predict a response token
         hidden = hidden.transpose(0, 1).flatten(0, 1)[mb["predict_pos"]].float()
         weight, shard = self.lm_head()
-        if shard is not None:
+        if shard is not None and not sequence_parallel:
             hidden = copy_to_tensor_model_parallel_region(hidden)  # its grad sums over tp
         return token_logprobs(
             hidden,
@@ -157,6 +222,22 @@ class _MegatronLM(nn.Module):
             chunk=chunk,
             shard=shard,
         )
+
+
+def _checkpoint_layers(gpt: nn.Module) -> None:
+    """Activation recomputation per decoder layer with torch's checkpoint, for CPU: megatron's
+    recompute saves and restores CUDA RNG states (dropout is off here, so no RNG is replayed)."""
+    from torch.utils.checkpoint import checkpoint
+
+    for layer in gpt.decoder.layers:
+        forward = layer.forward
+
+        def run(*args, _forward=forward, **kwargs):
+            if not torch.is_grad_enabled():
+                return _forward(*args, **kwargs)
+            return checkpoint(_forward, *args, use_reentrant=False, **kwargs)
+
+        layer.forward = run
 
 
 def _inputs(packed: Packed, device: torch.device) -> dict:
@@ -194,6 +275,7 @@ class MegatronEngine(TrainEngine):
             )
         from transformers import AutoConfig
 
+        _silence_upstream_notices()
         patch_cuda_device()
         self.cfg = cfg
         self.model_path = model_path
@@ -276,12 +358,14 @@ class MegatronEngine(TrainEngine):
 
     def _build(self) -> _MegatronLM:
         from megatron.core.models.gpt import GPTModel
-        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 
         self.tcfg = transformer_config(self.shape, self.hf_config, self.cfg)
-        spec = get_gpt_layer_local_spec(qk_layernorm=self.shape.qk_norm, normalization="RMSNorm")
+        self.sp = bool(self.tcfg.sequence_parallel)
+        spec = layer_spec(self.shape, self.sp, self.shape.layers // self.pp)
         with cpu_mode():  # a tied embedding's last-stage copy is moved with .cuda()
             gpt = self._gpt(GPTModel, spec)
+        if self.cfg.activation_checkpointing and not self.on_gpu and self.trainable:
+            _checkpoint_layers(gpt)
         low = self.dtype if self.dtype != torch.float32 else None
         return _MegatronLM(gpt, self.shape, low).to(self.device)
 
@@ -349,7 +433,11 @@ class MegatronEngine(TrainEngine):
         prepared = []
         for rows in micro:
             mb = batch[rows] if rows else batch[:1]  # an empty one runs a zero-weight row
-            packed = pack(*(mb[k] for k in _TRAIN_KEYS), layout="padded")
+            packed = pack(
+                *(mb[k] for k in _TRAIN_KEYS),
+                layout="padded",
+                width_multiple=self.tp if self.sp else 1,
+            )
             prepared.append((mb, packed, rows))
         it = iter(prepared)
 
@@ -438,7 +526,8 @@ class MegatronEngine(TrainEngine):
     # ------------------------------------------------------------------ gradients
     def _reduce_grads(self) -> None:
         """What ``finalize_model_grads`` does, for plain ``param.grad``: sum over dp; q/k-norm
-        grads over tp (each rank normed only its heads); a tied embedding over its stages."""
+        grads over tp (each rank normed only its heads), and sequence-parallel norms' (each
+        rank normed its part of the sequence); a tied embedding over its stages."""
         from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
         named = [(n, p) for n, p in self.module.gpt.named_parameters() if p.grad is not None]
@@ -448,9 +537,10 @@ class MegatronEngine(TrainEngine):
             dist.all_reduce(flat, group=self.dp_group)
             for g, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
                 g.copy_(synced)
-        if self.tp > 1 and self.shape.qk_norm:
+        if self.tp > 1:
             for n, p in named:
-                if "q_layernorm" in n or "k_layernorm" in n:
+                qk = self.shape.qk_norm and ("q_layernorm" in n or "k_layernorm" in n)
+                if qk or getattr(p, "sequence_parallel", False):
                     dist.all_reduce(p.grad, group=self.tp_group)
         if self.shape.tied and self.pp > 1 and (self.first_stage or self.last_stage):
             from megatron.core import parallel_state as mpu
