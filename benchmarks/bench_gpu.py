@@ -139,8 +139,7 @@ def bench_engine(shape: str, engine: str, a, device, peak: float, rest: bool) ->
     tokens = int(batch["prompt_mask"].sum() + batch["response_mask"].sum())
     flops = model_flops(hf, batch)
     print(
-        f"\n== {shape}, {engine}: {n_params / 1e9:.2f} B parameters, {a.seqs} rows, "
-        f"{tokens} tokens"
+        f"\n== {shape}, {engine}: {n_params / 1e9:.2f} B parameters, {a.seqs} rows, {tokens} tokens"
     )
     try:
         cfg = TrainEngineConfig(

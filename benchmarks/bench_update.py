@@ -1,7 +1,7 @@
 """The training update: tokens/s and MFU of the train engine vs a plain HF step, float32 / bfloat16.
 
     python benchmarks/bench_update.py [--model smollm2|tiny|PATH] [--seqs 8] [--len 140]
-        [--rounds 3] [--settings engine-fp32,engine-bf16,hf-fp32,hf-bf16] [--profile SETTING]
+        [--rounds 3] [--settings engine-fp32,megatron-fp32,hf-fp32,...] [--profile SETTING]
 
 One process, one rank (gloo world of one). First the matmul peak of THIS machine is measured
 (square matmuls, float32 and bfloat16, on torch's thread count), so MFU means the same on any
@@ -10,7 +10,8 @@ computed, one AdamW step) on the same batch, round-robin over ``--rounds`` so th
 see the same machine load; the median is reported.
 
 - ``engine-fp32`` / ``engine-bf16``: ``build_train_engine`` + ``ActorRole``'s loss, as the RL
-  trainer runs it (``actor.dtype``);
+  trainer runs it (``actor.dtype``), the FSDP2 engine (default ``actor.engine``);
+- ``megatron-fp32`` / ``megatron-bf16``: the same with ``actor.engine: megatron`` (one rank);
 - ``hf-fp32`` / ``hf-bf16``: the same HF model outside the library: padded forward, float32
   log-softmax of all logits, the same loss, backward, ``torch.optim.AdamW`` (foreach), with
   ``torch.autocast(bfloat16)`` for ``hf-bf16``: what a plain PyTorch loop gets.
@@ -33,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine, model_path, peak_rss_mb, single_process_world  # noqa: E402
 
-SETTINGS = ("engine-fp32", "engine-bf16", "hf-fp32", "hf-bf16")
+SETTINGS = ("engine-fp32", "engine-bf16", "megatron-fp32", "megatron-bf16", "hf-fp32", "hf-bf16")
 
 
 def matmul_peak(dtype, n: int = 2048, reps: int = 10) -> float:
@@ -106,14 +107,16 @@ def model_flops(hf_config, batch) -> float:
     return 6 * matmul_params * tokens + attn
 
 
-def engine_step(path: str, dtype: str, batch):
+def engine_step(path: str, dtype: str, batch, engine: str = "fsdp"):
     from logics_rl.batches import TrainBatch
     from logics_rl.config.schema import AlgorithmConfig, TrainEngineConfig
     from logics_rl.engines.train import build_train_engine
     from logics_rl.workers.actor import ActorRole, UpdateSpec
 
     tokens = int(batch["prompt_mask"].sum() + batch["response_mask"].sum())
-    cfg = TrainEngineConfig(dtype=dtype, max_tokens_per_micro_batch=max(8192, 2 * tokens))
+    cfg = TrainEngineConfig(
+        engine=engine, dtype=dtype, max_tokens_per_micro_batch=max(8192, 2 * tokens)
+    )
     eng = build_train_engine(cfg, path, total_steps=1000)
     actor = ActorRole(eng, UpdateSpec(AlgorithmConfig()))
     loss_fn = actor._loss_fn(batch, TrainBatch(batch).behaviour)
@@ -183,8 +186,10 @@ def main() -> None:
     flops = model_flops(hf_config, batch)
     for s in settings:
         kind, dt = s.split("-")
-        if kind == "engine":
-            steps[s] = engine_step(path, {"fp32": "float32", "bf16": "bfloat16"}[dt], batch)[0]
+        if kind in ("engine", "megatron"):
+            dtype = {"fp32": "float32", "bf16": "bfloat16"}[dt]
+            engine = "fsdp" if kind == "engine" else "megatron"
+            steps[s] = engine_step(path, dtype, batch, engine)[0]
         else:
             steps[s] = hf_step(path, dt == "bf16", batch)[0]
         steps[s]()  # warm-up

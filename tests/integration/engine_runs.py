@@ -120,6 +120,7 @@ def _worker(rank: int, world: int, port: int, spec: dict) -> None:
         ),
         max_tokens_per_micro_batch=spec.get("max_tokens", 64),
         activation_checkpointing=spec.get("recompute", False),
+        dtype=spec.get("dtype", "auto"),
     )
     cfg.optim.lr = 1e-3
     engine = build_train_engine(cfg, spec["model"], total_steps=10, seed=0)

@@ -4,6 +4,7 @@
   with padding and uneven lengths; the parameter count equals HF's.
 - TP=2, PP=2, DP=2 (with activation recomputation) and TP=2 with sequence parallelism (2 ranks)
   reproduce TP=1's log-probs, gradients, and a 3-step training run's grad-norm trajectory.
+- bfloat16 autocast on CPU trains (log-probs within bf16 rounding of float32).
 - An untied Llama at TP=2 and a Qwen2 (qkv bias) at PP=2 against their HF models.
 - A checkpoint written at TP=2 reads back at TP=1 (resharded; Adam moments too): one more step
   from it equals one more step of the TP=2 run; it exports offline to the same HF weights.
@@ -90,6 +91,7 @@ def runs(tiny_model, tmp_path_factory):
         "pp2": (2, dict(model=tiny_model, tp=1, pp=2)),
         "dp2": (2, dict(model=tiny_model, tp=1, pp=1, recompute=True)),
         "tp2_sp": (2, dict(model=tiny_model, tp=2, pp=1, sp=True)),
+        "tp1_bf16": (1, dict(model=tiny_model, tp=1, pp=1, dtype="bfloat16")),
         "llama_tp2": (2, dict(model=llama, tp=2, pp=1, steps=0)),
         "qwen2_pp2": (2, dict(model=qwen2, tp=1, pp=2, steps=0)),
     }
@@ -132,6 +134,18 @@ def test_parallel_layouts_reproduce_tp1(runs, layout):
     assert len(norms) == 3 and norms[0] > 0
     torch.testing.assert_close(torch.tensor(norms), torch.tensor(base_norms), rtol=1e-5, atol=0)
     assert {r["params"] for r in results} == {base["params"]}
+
+
+def test_bfloat16_autocast_trains_on_cpu(runs):
+    """bf16 matmuls over float32 weights (CPU autocast around forward and backward: megatron's
+    linear layers replay autocast in their backward only on CUDA); log-probs stay float32."""
+    base, bf16 = runs["results"]["tp1"][0], runs["results"]["tp1_bf16"][0]
+    assert bf16["logp"].dtype == torch.float32
+    diff = (bf16["logp"] - base["logp"]).abs().max()
+    assert 0 < diff < 0.1  # bf16 rounding, not another model
+    norms = torch.tensor([n for _, n in bf16["losses"]])
+    base_norms = torch.tensor([n for _, n in base["losses"]])
+    torch.testing.assert_close(norms, base_norms, rtol=0.05, atol=0)
 
 
 @pytest.mark.parametrize("name,kind", [("llama_tp2", "llama"), ("qwen2_pp2", "qwen2")])

@@ -92,6 +92,11 @@ class _ChunkLogProbs(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_logp, g_entropy):
+        with torch.autocast(ctx.saved_tensors[0].device.type, enabled=False):  # float32 here too
+            return _ChunkLogProbs._backward(ctx, g_logp, g_entropy)
+
+    @staticmethod
+    def _backward(ctx, g_logp, g_entropy):
         hidden, weight, targets, lse, ez = ctx.saved_tensors
         z = _logits(hidden, weight, ctx.temperature)
         p = z.sub(lse[:, None]).exp_()

@@ -12,7 +12,10 @@
   layout, so both engines see the same micro-batches. They run through megatron-core's
   forward-backward schedule (1F1B across pipeline stages; shapes are sent with each micro-batch).
 - Log-probs and entropy come from the vocab-parallel LM head without gathering the vocabulary
-  (``logprob.VocabShard``).
+  (``logprob.VocabShard``). Sequence parallelism (``parallel.sequence``) runs the norms on a
+  slice of the sequence (``SequenceParallelRMSNorm``) and gathers it before the LM head.
+- Activation recomputation: megatron-core's (full, per layer) on GPU; on CPU torch's checkpoint
+  around each layer, since megatron's saves and restores CUDA RNG states.
 - Gradients: plain autograd into ``param.grad``; at the optimizer step they are summed over the
   data-parallel group (the loss is globally normalised), q/k-norm (and sequence-parallel) grads
   over the tensor-parallel group, and a tied embedding's over its first and last stage, as
@@ -55,7 +58,9 @@ MODEL_FILES = "hf_config"
 # Apex (the local spec asks for exactly that); its TransformerConfig default trips its own
 # cuda_graph_scope deprecation; it calls torch.distributed collectives under names torch 2.13
 # deprecated (same collectives); it suggests CUDA_DEVICE_MAX_CONNECTIONS=1 for overlapping
-# sequence-parallel communication, which this engine does not enable.
+# sequence-parallel communication, which this engine does not enable. And torch's note that a
+# norm with float32 weights (kept so by design) and bfloat16 input under CPU autocast takes its
+# unfused kernel.
 _UPSTREAM_NOTICES = (
     r"(Transformer Engine and )?Apex (is|are) not installed\. Falling back",
     r"full scope is deprecated\. Use empty cuda_graph_scope",
@@ -63,6 +68,7 @@ _UPSTREAM_NOTICES = (
     r"_reduce_scatter_base)` is deprecated",
     r"When using sequence parallelism it is recommended to set the environment variable "
     r"CUDA_DEVICE_MAX_CONNECTIONS",
+    r"Mismatch dtype between input and weight: input dtype = c10::BFloat16, weight dtype = float",
 )
 
 
@@ -79,7 +85,7 @@ def transformer_config(shape: convert.Shape, hf, cfg: TrainEngineConfig):
 
     p = cfg.parallel
     recompute = {}
-    if cfg.activation_checkpointing and torch.cuda.is_available():  # on CPU: see _checkpoint
+    if cfg.activation_checkpointing and torch.cuda.is_available():  # CPU: _checkpoint_layers
         recompute = dict(
             recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1
         )
@@ -213,15 +219,16 @@ class _MegatronLM(nn.Module):
         weight, shard = self.lm_head()
         if shard is not None and not sequence_parallel:
             hidden = copy_to_tensor_model_parallel_region(hidden)  # its grad sums over tp
-        return token_logprobs(
-            hidden,
-            weight,
-            mb["targets"],
-            temperature=temperature,
-            with_entropy=with_entropy,
-            chunk=chunk,
-            shard=shard,
-        )
+        with torch.autocast(device_type, enabled=False):  # the LM head stays float32
+            return token_logprobs(
+                hidden,
+                weight,
+                mb["targets"],
+                temperature=temperature,
+                with_entropy=with_entropy,
+                chunk=chunk,
+                shard=shard,
+            )
 
 
 def _checkpoint_layers(gpt: nn.Module) -> None:
@@ -363,24 +370,21 @@ class MegatronEngine(TrainEngine):
         self.sp = bool(self.tcfg.sequence_parallel)
         spec = layer_spec(self.shape, self.sp, self.shape.layers // self.pp)
         with cpu_mode():  # a tied embedding's last-stage copy is moved with .cuda()
-            gpt = self._gpt(GPTModel, spec)
+            gpt = GPTModel(
+                self.tcfg,
+                spec,
+                vocab_size=self.shape.padded_vocab(self.tp),
+                max_sequence_length=int(self.hf_config.max_position_embeddings),
+                pre_process=self.first_stage,
+                post_process=self.last_stage,
+                share_embeddings_and_output_weights=self.shape.tied,
+                position_embedding_type="rope",
+                rotary_base=convert.rope_theta(self.hf_config),
+            )
         if self.cfg.activation_checkpointing and not self.on_gpu and self.trainable:
             _checkpoint_layers(gpt)
         low = self.dtype if self.dtype != torch.float32 else None
         return _MegatronLM(gpt, self.shape, low).to(self.device)
-
-    def _gpt(self, GPTModel, spec) -> nn.Module:
-        return GPTModel(
-            self.tcfg,
-            spec,
-            vocab_size=self.shape.padded_vocab(self.tp),
-            max_sequence_length=int(self.hf_config.max_position_embeddings),
-            pre_process=self.first_stage,
-            post_process=self.last_stage,
-            share_embeddings_and_output_weights=self.shape.tied,
-            position_embedding_type="rope",
-            rotary_base=convert.rope_theta(self.hf_config),
-        )
 
     def _local_params(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(Megatron name, tensor) of this rank's parameters (``_extra_state`` left out)."""
@@ -445,7 +449,12 @@ class MegatronEngine(TrainEngine):
             mb, packed, rows = next(data_iterator)
             return model(_inputs(packed, self.device), *self._fwd_args), step(mb, packed, rows)
 
-        with cpu_mode():
+        # CPU, bfloat16: megatron-core's linear layers replay autocast in their backward only on
+        # CUDA; under autocast around the whole schedule their bf16 gradients meet float32
+        # weights as bf16 matmuls, as the forward ran them
+        low = self.module.autocast
+        autocast = torch.autocast("cpu", dtype=low, enabled=low is not None and not self.on_gpu)
+        with cpu_mode(), autocast:
             return get_forward_backward_func()(
                 forward_step_func=forward_step,
                 data_iterator=it,
