@@ -234,7 +234,7 @@ class ParallelConfig:
 
 @dataclass
 class TrainEngineConfig:
-    """A training engine (FSDP2 now; Megatron-core behind the same protocol)."""
+    """A training engine: FSDP2 (``fsdp``) or Megatron-core (``megatron``), one protocol."""
 
     engine: TrainEngineKind = TrainEngineKind.fsdp
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
