@@ -30,6 +30,16 @@ def copy_tokenizer_files(src: str, dst: str) -> None:
             shutil.copy(f, os.path.join(dst, name))
 
 
+def write_hf_dir(out_dir: str, state: dict, hf_config, tokenizer_dir: str) -> None:
+    """A HF model directory: ``state`` as ``model.safetensors``, the config, the tokenizer
+    files of ``tokenizer_dir``."""
+    from safetensors.torch import save_file
+
+    os.makedirs(out_dir, exist_ok=True)
+    save_file(state, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    save_model_files(hf_config, tokenizer_dir, out_dir)
+
+
 def save_model_files(hf_config, model_path: str, out_dir: str) -> None:
     """The config and tokenizer of a model directory: what export needs besides the weights."""
     os.makedirs(out_dir, exist_ok=True)

@@ -15,6 +15,7 @@ tensors and ``(hf_name, full_tensor)`` pairs.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from typing import Any, ClassVar
 import torch
 
 from logics_rl.protocol import Batch
+
+MODEL_FILES = "hf_config"  # config + tokenizer inside a checkpoint, for offline export
 
 # loss_fn(micro_batch, logp_BT, entropy_BT | None) -> (scalar loss, metrics)
 # The loss must already be normalised by global (mini-batch, all ranks) counts, so that the sum
@@ -47,6 +50,48 @@ class ParallelInfo:
         return self.tp_rank == 0 and self.pp_rank == self.pp_size - 1
 
 
+class MicroBatchLosses:
+    """The loss of each micro-batch of a ``forward_backward`` and the metrics they add up to.
+
+    ``loss(mb, packed, rows, lp, entropy)`` calls the loss function on the micro-batch's
+    per-token outputs (``packed.scatter`` back to [B, R]); a stand-in micro-batch (``rows``
+    empty: ranks must run the same number of passes) gives its loss times zero and no metrics.
+    ``result(n)``: the token-weighted metrics plus ``tokens``, ``loss_tokens`` and
+    ``micro_batches``.
+    """
+
+    def __init__(self, loss_fn: LossFn, device: torch.device, needs_entropy: bool):
+        self.loss_fn, self.device, self.needs_entropy = loss_fn, device, needs_entropy
+        self.parts: list[tuple[dict[str, float], float]] = []
+        self.tokens, self.loss_tokens = 0, 0.0
+
+    def loss(self, mb: Batch, packed, rows: list[int], lp, entropy) -> torch.Tensor:
+        ent_BT = packed.scatter(entropy) if self.needs_entropy else None
+        loss, metrics = self.loss_fn(mb.to(self.device), packed.scatter(lp), ent_BT)
+        if not rows:
+            return loss * 0.0
+        self.count(mb, packed.num_tokens, metrics)
+        return loss
+
+    def count(self, mb: Batch, tokens: int, metrics: dict[str, float] | None = None) -> None:
+        weight = float(mb["loss_mask"].sum())
+        if metrics is not None:
+            self.parts.append((metrics, weight))
+        self.tokens += tokens
+        self.loss_tokens += weight
+
+    def result(self, micro_batches: int) -> dict[str, float]:
+        from logics_rl.metrics import merge_weighted
+
+        out = merge_weighted(self.parts)
+        out.update(
+            tokens=float(self.tokens),
+            loss_tokens=self.loss_tokens,
+            micro_batches=float(micro_batches),
+        )
+        return out
+
+
 @dataclass
 class LogProbs:
     logp: torch.Tensor  # [B, R]
@@ -60,6 +105,7 @@ class TrainEngine(ABC):
     """
 
     kind: ClassVar[str]  # the ``actor.engine`` value that selects it; recorded in checkpoints
+    model_path: str  # the HF directory it was loaded from (its tokenizer goes into exports)
     parallel: ParallelInfo  # this rank's place in the data / tensor / pipeline layout
     hf_config: Any  # the HF ``PretrainedConfig`` of the model (names, vocab, tied embeddings)
     dtype: torch.dtype  # compute dtype of the forward (parameters may be kept in float32)
@@ -116,6 +162,23 @@ class TrainEngine(ABC):
         ``export_offline`` needs (the model config and tokenizer) and ``engine.json`` naming
         the engine kind."""
 
+    def write_checkpoint_meta(self, path: str) -> None:
+        """What every engine's checkpoint holds besides its shards (rank 0 writes it):
+        ``scheduler.json``, the model config and tokenizer (``MODEL_FILES``) and
+        ``engine.json`` naming the engine kind."""
+        import json
+        import os
+
+        from logics_rl.models.hf import save_model_files
+
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is not None:
+            with open(os.path.join(path, "scheduler.json"), "w", encoding="utf-8") as fh:
+                json.dump(scheduler.state_dict(), fh)
+        save_model_files(self.hf_config, self.model_path, os.path.join(path, MODEL_FILES))
+        with open(os.path.join(path, "engine.json"), "w", encoding="utf-8") as fh:
+            json.dump({"engine": self.kind}, fh)
+
     @abstractmethod
     def load_checkpoint(self, path: str) -> None:
         """Restore what ``save_checkpoint`` wrote (collective)."""
@@ -130,7 +193,41 @@ class TrainEngine(ABC):
         """A HF model directory from a checkpoint this engine kind wrote: one process, no Ray,
         no process group (``python -m logics_rl.export``)."""
 
+    optimizer: Any = None  # torch optimizer (None: a frozen engine)
+    scheduler: Any = None  # its lr schedule
+
+    def _setup(self, model_path: str, cfg: Any, trainable: bool) -> None:
+        """What every engine's constructor starts with: the process group must exist (the worker
+        group's), then the device and compute dtype for where it runs."""
+        import torch.distributed as dist
+
+        from logics_rl.engines.common import on_gpu, resolve_dtype
+
+        if not dist.is_initialized():
+            raise RuntimeError(
+                f"{type(self).__name__} needs torch.distributed initialised "
+                "(Worker.init_distributed)"
+            )
+        self.cfg, self.model_path, self.trainable = cfg, model_path, trainable
+        self.on_gpu = on_gpu()
+        self.device = (
+            torch.device("cuda", torch.cuda.current_device())
+            if self.on_gpu
+            else torch.device("cpu")
+        )
+        self.dtype = resolve_dtype(cfg.dtype, self.on_gpu)
+
+    def _step_if_finite(self, grad_norm: float, lr: float) -> dict[str, float]:
+        """The end of ``optimizer_step`` (gradients already clipped): step unless the norm is
+        NaN / inf (then count it), zero the gradients, advance the schedule."""
+        finite = math.isfinite(grad_norm)
+        if finite:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return {"grad_norm": grad_norm, "lr": lr, "skipped_steps": 0.0 if finite else 1.0}
+
     @property
-    @abstractmethod
     def lr(self) -> float:
         """The learning rate the next step will use."""
+        return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else 0.0

@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Iterator
 
@@ -26,8 +24,15 @@ from torch import nn
 
 from logics_rl.checkpoint import read_json
 from logics_rl.config.schema import TrainEngineConfig
-from logics_rl.engines.common import on_gpu, resolve_attn, resolve_dtype
-from logics_rl.engines.train.base import LogProbs, LossFn, ParallelInfo, TrainEngine
+from logics_rl.engines.common import resolve_attn
+from logics_rl.engines.train.base import (
+    MODEL_FILES,
+    LogProbs,
+    LossFn,
+    MicroBatchLosses,
+    ParallelInfo,
+    TrainEngine,
+)
 from logics_rl.engines.train.logprob import token_logprobs
 from logics_rl.engines.train.optim import build_optimizer
 from logics_rl.engines.train.packing import (
@@ -39,12 +44,10 @@ from logics_rl.engines.train.packing import (
     sample_lengths,
 )
 from logics_rl.engines.train.shards import SHARDS, load_state, save_state
-from logics_rl.metrics import merge_weighted
-from logics_rl.models.hf import copy_tokenizer_files, save_model_files
+from logics_rl.models.hf import write_hf_dir
 from logics_rl.protocol import Batch
 
 _TRAIN_KEYS = ("prompt_ids", "prompt_mask", "response_ids", "response_mask")
-MODEL_FILES = "hf_config"  # config + tokenizer inside a checkpoint, for offline export
 
 
 class _PackedLM(nn.Module):
@@ -105,20 +108,7 @@ class FSDPEngine(TrainEngine):
         total_steps: int = 1,
         seed: int = 0,
     ):
-        if not dist.is_initialized():
-            raise RuntimeError(
-                "FSDPEngine needs torch.distributed initialised (Worker.init_distributed)"
-            )
-        self.cfg = cfg
-        self.model_path = model_path
-        self.trainable = trainable
-        self.on_gpu = on_gpu()
-        self.device = (
-            torch.device("cuda", torch.cuda.current_device())
-            if self.on_gpu
-            else torch.device("cpu")
-        )
-        self.dtype = resolve_dtype(cfg.dtype, self.on_gpu)
+        self._setup(model_path, cfg, trainable)
         self.parallel = ParallelInfo(dp_rank=dist.get_rank(), dp_size=dist.get_world_size())
         torch.manual_seed(seed)
         self.module = self._shard(self._load_model())
@@ -180,10 +170,6 @@ class FSDPEngine(TrainEngine):
     @property
     def lm(self) -> nn.Module:
         return self.module.lm
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else 0.0
 
     # ------------------------------------------------------------------ micro-batches
     def _micro_batches(self, batch: Batch) -> list[list[int]]:
@@ -255,29 +241,17 @@ class FSDPEngine(TrainEngine):
             raise RuntimeError("this engine was built without an optimizer (trainable=False)")
         self.module.train()
         micro = self._micro_batches(batch)
-        parts: list[tuple[dict[str, float], float]] = []
-        tokens, loss_tokens = 0, 0.0
+        losses = MicroBatchLosses(loss_fn, self.device, needs_entropy)
         for i, rows in enumerate(micro):
             mb = batch[rows] if rows else self._dummy(batch)
             packed = pack(*(mb[k] for k in _TRAIN_KEYS), layout=self.layout)
             if hasattr(self.module, "set_requires_gradient_sync"):  # FSDP: sync on the last one
                 self.module.set_requires_gradient_sync(i == len(micro) - 1)
             lp, e = self._forward(packed, temperature, needs_entropy)
-            logp_BT = packed.scatter(lp)
-            ent_BT = packed.scatter(e) if needs_entropy else None
-            loss, metrics = loss_fn(mb.to(self.device), logp_BT, ent_BT)
-            if not rows:
-                loss = loss * 0.0
+            loss = losses.loss(mb, packed, rows, lp, e)
             # FSDP averages gradients over ranks; the loss is already globally normalised.
             (loss * self.parallel.dp_size).backward()
-            if rows:
-                weight = float(mb["loss_mask"].sum())
-                parts.append((metrics, weight))
-                tokens += packed.num_tokens
-                loss_tokens += weight
-        out = merge_weighted(parts)
-        out.update(tokens=float(tokens), loss_tokens=loss_tokens, micro_batches=float(len(micro)))
-        return out
+        return losses.result(len(micro))
 
     def optimizer_step(self) -> dict[str, float]:
         """Clip, step (skipped on a non-finite gradient norm), zero grads, advance the schedule."""
@@ -287,13 +261,7 @@ class FSDPEngine(TrainEngine):
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm=clip if clip > 0 else float("inf"))
         if hasattr(norm, "full_tensor"):
             norm = norm.full_tensor()
-        grad_norm = float(norm)
-        finite = math.isfinite(grad_norm)
-        if finite:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        return {"grad_norm": grad_norm, "lr": lr, "skipped_steps": 0.0 if finite else 1.0}
+        return self._step_if_finite(float(norm), lr)
 
     def named_parameters_for_export(self) -> Iterator[tuple[str, torch.Tensor]]:
         for name, tensor in self.lm.state_dict().items():
@@ -310,12 +278,7 @@ class FSDPEngine(TrainEngine):
     def save_checkpoint(self, path: str) -> None:
         save_state(self._train_state(), os.path.join(path, SHARDS), dist.get_rank())
         if self.parallel.dp_rank == 0:
-            if self.scheduler is not None:
-                with open(os.path.join(path, "scheduler.json"), "w", encoding="utf-8") as fh:
-                    json.dump(self.scheduler.state_dict(), fh)
-            save_model_files(self.hf_config, self.model_path, os.path.join(path, MODEL_FILES))
-            with open(os.path.join(path, "engine.json"), "w", encoding="utf-8") as fh:
-                json.dump({"engine": self.kind}, fh)
+            self.write_checkpoint_meta(path)
         dist.barrier()
 
     def load_checkpoint(self, path: str) -> None:
@@ -332,8 +295,6 @@ class FSDPEngine(TrainEngine):
             self.scheduler.load_state_dict(read_json(os.path.join(path, "scheduler.json")))
 
     def export_hf(self, path: str) -> None:
-        from safetensors.torch import save_file
-
         tied = bool(getattr(self.hf_config, "tie_word_embeddings", False))
         state = {}
         for name, tensor in self.named_parameters_for_export():
@@ -342,15 +303,12 @@ class FSDPEngine(TrainEngine):
                     tensor.to(self.dtype if self.on_gpu else torch.float32).contiguous().cpu()
                 )
         if self.parallel.dp_rank == 0:
-            os.makedirs(path, exist_ok=True)
-            save_file(state, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
-            save_model_files(self.hf_config, self.model_path, path)
+            write_hf_dir(path, state, self.hf_config, self.model_path)
         dist.barrier()
 
     @classmethod
     def export_offline(cls, checkpoint: str, out_dir: str) -> None:
         """Rebuild the module's state-dict keys on one process and read the shards into it."""
-        from safetensors.torch import save_file
         from transformers import AutoConfig, AutoModelForCausalLM
 
         files = os.path.join(checkpoint, MODEL_FILES)
@@ -361,7 +319,4 @@ class FSDPEngine(TrainEngine):
         sd = {k: v.contiguous() for k, v in wrapper.lm.state_dict().items()}
         if getattr(config, "tie_word_embeddings", False):
             sd.pop("lm_head.weight", None)
-        os.makedirs(out_dir, exist_ok=True)
-        save_file(sd, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
-        config.save_pretrained(out_dir)
-        copy_tokenizer_files(files, out_dir)
+        write_hf_dir(out_dir, sd, config, files)

@@ -27,7 +27,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterator
@@ -38,20 +37,24 @@ from torch import nn
 
 from logics_rl.checkpoint import read_json
 from logics_rl.config.schema import TrainEngineConfig
-from logics_rl.engines.common import on_gpu, resolve_dtype
-from logics_rl.engines.train.base import LogProbs, LossFn, ParallelInfo, TrainEngine
+from logics_rl.engines.train.base import (
+    MODEL_FILES,
+    LogProbs,
+    LossFn,
+    MicroBatchLosses,
+    ParallelInfo,
+    TrainEngine,
+)
 from logics_rl.engines.train.logprob import VocabShard, token_logprobs
 from logics_rl.engines.train.megatron import convert
 from logics_rl.engines.train.megatron.cpu import cpu_mode, patch_cuda_device
 from logics_rl.engines.train.optim import build_optimizer
 from logics_rl.engines.train.packing import Packed, length_buckets, pack, sample_lengths
 from logics_rl.engines.train.shards import SHARDS, Chunk, load_state, save_state
-from logics_rl.metrics import merge_weighted
-from logics_rl.models.hf import copy_tokenizer_files, save_model_files
+from logics_rl.models.hf import write_hf_dir
 from logics_rl.protocol import Batch
 
 _TRAIN_KEYS = ("prompt_ids", "prompt_mask", "response_ids", "response_mask")
-MODEL_FILES = "hf_config"
 
 # megatron-core's own notices that ask nothing of the user, silenced where they arise (before
 # megatron-core is imported): it uses its torch implementations without Transformer Engine /
@@ -276,24 +279,11 @@ class MegatronEngine(TrainEngine):
         total_steps: int = 1,
         seed: int = 0,
     ):
-        if not dist.is_initialized():
-            raise RuntimeError(
-                "MegatronEngine needs torch.distributed initialised (Worker.init_distributed)"
-            )
         from transformers import AutoConfig
 
         _silence_upstream_notices()
         patch_cuda_device()
-        self.cfg = cfg
-        self.model_path = model_path
-        self.trainable = trainable
-        self.on_gpu = on_gpu()
-        self.device = (
-            torch.device("cuda", torch.cuda.current_device())
-            if self.on_gpu
-            else torch.device("cpu")
-        )
-        self.dtype = resolve_dtype(cfg.dtype, self.on_gpu)
+        self._setup(model_path, cfg, trainable)
         self.hf_config = AutoConfig.from_pretrained(model_path)
         self.shape = convert.Shape.of(self.hf_config)
         p = cfg.parallel
@@ -410,10 +400,6 @@ class MegatronEngine(TrainEngine):
             dist.all_reduce(tensor, group=self.dp_group)
         return tensor
 
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else 0.0
-
     # ------------------------------------------------------------------ micro-batches
     def _micro_batches(self, batch: Batch) -> list[list[int]]:
         """Row indices per micro-batch, as the FSDP2 engine's padded layout cuts them; the count
@@ -498,26 +484,12 @@ class MegatronEngine(TrainEngine):
             raise RuntimeError("this engine was built without an optimizer (trainable=False)")
         self.module.train()
         micro = self._micro_batches(batch)
-        parts: list[tuple[dict[str, float], float]] = []
-        tokens, loss_tokens = 0, 0.0
+        losses = MicroBatchLosses(loss_fn, self.device, needs_entropy)
         self._fwd_args = (temperature, needs_entropy, self.cfg.logprob_chunk_size)
 
         def step(mb, packed, rows):
             def loss_func(out):
-                nonlocal tokens, loss_tokens
-                lp, e = out
-                loss, metrics = loss_fn(
-                    mb.to(self.device),
-                    packed.scatter(lp),
-                    packed.scatter(e) if needs_entropy else None,
-                )
-                if not rows:
-                    loss = loss * 0.0
-                else:
-                    weight = float(mb["loss_mask"].sum())
-                    parts.append((metrics, weight))
-                    tokens += packed.num_tokens
-                    loss_tokens += weight
+                loss = losses.loss(mb, packed, rows, *out)
                 return loss, torch.tensor(1, dtype=torch.int), {}
 
             return loss_func
@@ -526,11 +498,8 @@ class MegatronEngine(TrainEngine):
         if not self.last_stage:  # the loss lives on the last stage: count the tokens here too
             for rows in filter(None, micro):
                 mb = batch[rows]
-                tokens += sum(sample_lengths(mb["prompt_mask"], mb["response_mask"]))
-                loss_tokens += float(mb["loss_mask"].sum())
-        out = merge_weighted(parts)
-        out.update(tokens=float(tokens), loss_tokens=loss_tokens, micro_batches=float(len(micro)))
-        return out
+                losses.count(mb, sum(sample_lengths(mb["prompt_mask"], mb["response_mask"])))
+        return losses.result(len(micro))
 
     # ------------------------------------------------------------------ gradients
     def _reduce_grads(self) -> None:
@@ -580,19 +549,14 @@ class MegatronEngine(TrainEngine):
         lr = self.lr
         self._reduce_grads()
         grad_norm = self._grad_norm()
-        finite = math.isfinite(grad_norm)
         clip = self.cfg.optim.grad_clip
-        if finite and clip > 0:
+        if math.isfinite(grad_norm) and clip > 0:
             coef = min(1.0, clip / (grad_norm + 1e-6))
             if coef < 1.0:
                 for p in self._params():
                     if p.grad is not None:
                         p.grad.mul_(coef)
-        if finite:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        return {"grad_norm": grad_norm, "lr": lr, "skipped_steps": 0.0 if finite else 1.0}
+        return self._step_if_finite(grad_norm, lr)
 
     # ------------------------------------------------------------------ export
     def _stage_names(self, stage: int) -> list[tuple[str, int]]:
@@ -676,12 +640,7 @@ class MegatronEngine(TrainEngine):
     def save_checkpoint(self, path: str) -> None:
         save_state(self._state(), os.path.join(path, SHARDS), dist.get_rank())
         if dist.get_rank() == 0:
-            if self.scheduler is not None:
-                with open(os.path.join(path, "scheduler.json"), "w", encoding="utf-8") as fh:
-                    json.dump(self.scheduler.state_dict(), fh)
-            save_model_files(self.hf_config, self.model_path, os.path.join(path, MODEL_FILES))
-            with open(os.path.join(path, "engine.json"), "w", encoding="utf-8") as fh:
-                json.dump({"engine": self.kind}, fh)
+            self.write_checkpoint_meta(path)
         dist.barrier()
 
     def load_checkpoint(self, path: str) -> None:
@@ -725,23 +684,18 @@ class MegatronEngine(TrainEngine):
                 group["lr"] = lr
 
     def export_hf(self, path: str) -> None:
-        from safetensors.torch import save_file
-
         writer = dist.get_rank() == 0
         state = {}
         for name, tensor in self.named_parameters_for_export():
             if writer:
                 state[name] = tensor.to(self.dtype if self.on_gpu else torch.float32).cpu()
         if writer:
-            os.makedirs(path, exist_ok=True)
-            save_file(state, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
-            save_model_files(self.hf_config, self.model_path, path)
+            write_hf_dir(path, state, self.hf_config, self.model_path)
         dist.barrier()
 
     @classmethod
     def export_offline(cls, checkpoint: str, out_dir: str) -> None:
         """The checkpoint's chunks are HF tensors already: read them whole and write them."""
-        from safetensors.torch import save_file
         from transformers import AutoConfig
 
         files = os.path.join(checkpoint, MODEL_FILES)
@@ -749,7 +703,4 @@ class MegatronEngine(TrainEngine):
         shapes = convert.hf_shapes(convert.Shape.of(config))
         want = {"model": {n: torch.empty(s) for n, s in shapes.items()}}
         sd = load_state(want, os.path.join(checkpoint, SHARDS))["model"]
-        os.makedirs(out_dir, exist_ok=True)
-        save_file(sd, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
-        config.save_pretrained(out_dir)
-        copy_tokenizer_files(files, out_dir)
+        write_hf_dir(out_dir, sd, config, files)
