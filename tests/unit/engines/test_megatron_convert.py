@@ -4,7 +4,8 @@
   per KV head ``[q_g; k_g; v_g]`` and cut by groups, ``linear_fc1`` as ``[gate_r; up_r]`` per
   tensor-parallel rank, row-parallel ``linear_proj`` / ``linear_fc2``, the vocabulary padded.
 - Round trip HF -> the local shards of every tensor-parallel rank -> HF is bit-exact for every
-  tensor of a Llama (untied), Qwen2 (qkv bias) and Qwen3 (QK-norm, tied) config at tp 1, 2, 4;
+  tensor of a Llama, Qwen2 (qkv bias) and Qwen3 (QK-norm) config, each tied and untied, at tp
+  1, 2, 4 (the parameter count, vocabulary padding aside, equals HF's);
   the checkpoint chunks of all ranks reassemble the HF tensors as well.
 """
 
@@ -18,8 +19,11 @@ from logics_rl.engines.train.megatron import convert
 CONFIGS = {
     # (model_type, tied, vocab): vocab 50 is not a multiple of 4 (padding rows at tp 4)
     "llama": ("llama", False, 50),
+    "llama_tied": ("llama", True, 50),
     "qwen2": ("qwen2", False, 48),
+    "qwen2_tied": ("qwen2", True, 48),
     "qwen3": ("qwen3", True, 50),
+    "qwen3_untied": ("qwen3", False, 50),
 }
 
 
