@@ -20,6 +20,7 @@ Layouts (megatron-core 0.16, local layer spec):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -188,8 +189,10 @@ def tp_cut(name: str) -> bool:
     return not name.endswith("layernorm.weight")
 
 
+@functools.lru_cache(maxsize=8)
 def hf_shapes(s: Shape) -> dict[str, tuple[int, ...]]:
-    """Every HF parameter of the model (a tied model has no ``lm_head.weight``), in order."""
+    """Every HF parameter of the model (a tied model has no ``lm_head.weight``), in order.
+    Cached: export and checkpoints look it up per parameter (read it, never change it)."""
     d, H = s.head_dim, s.hidden
     out: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (s.vocab, H)}
     for i in range(s.layers):

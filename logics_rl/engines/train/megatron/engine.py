@@ -605,12 +605,13 @@ class MegatronEngine(TrainEngine):
         every HF tensor is named (rank 0 writes the index), each block owned by exactly one
         rank: dp rank 0, and tp rank 0 for what tp does not cut."""
         out: dict[str, Chunk] = {}
+        shapes = convert.hf_shapes(self.shape)
         for stage in range(self.pp):
             for name, offset in self._stage_names(stage):
                 parts = convert.pieces(name, self.shape, self.tp, self.tp_rank, offset)
                 if stage != self.pp_rank or name not in tensors:
                     for p in parts:
-                        shape = convert.hf_shapes(self.shape)[p.hf_name]
+                        shape = shapes[p.hf_name]
                         out.setdefault(p.hf_name, Chunk(None, list(shape), [0] * len(shape)))
                     continue
                 owner = self.parallel.dp_rank == 0 and (self.tp_rank == 0 or convert.tp_cut(name))
