@@ -243,6 +243,11 @@ class TrainEngineConfig:
     max_tokens_per_micro_batch: int = 8192  # tokens per forward/backward (CPU: rows x longest)
     activation_checkpointing: bool = False
     logprob_chunk_size: int = 1024  # tokens per LM-head chunk (bounds float32 logits memory)
+    # FSDP2 with sdpa / eager attention (CPU): the samples of a prompt in a micro-batch run the
+    # prompt once (a KV cache shared by its samples; packing.py), when that saves at least a
+    # tenth of a batch's tokens. Not with flash-attn's packed rows, activation checkpointing or
+    # the megatron engine, which run every sample whole.
+    share_prompts: bool = True
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 

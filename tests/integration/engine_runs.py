@@ -17,17 +17,20 @@ import torch
 from logics_rl.protocol import Batch
 
 
-def make_batch(n: int = 8, seed: int = 0, vocab: int = 100) -> Batch:
-    """Rows of uneven prompt / response lengths (some responses empty), random weights."""
+def make_batch(n: int = 8, seed: int = 0, vocab: int = 100, group: int = 1) -> Batch:
+    """Rows of uneven prompt / response lengths (some responses empty), random weights;
+    ``group`` consecutive rows share a prompt (a GRPO group)."""
     g = torch.Generator().manual_seed(seed)
     P, R = 6, 9
-    p_len = torch.randint(1, P + 1, (n,), generator=g)
+    prompts = -(-n // group)
+    p_len = torch.randint(1, P + 1, (prompts,), generator=g).repeat_interleave(group)[:n]
     r_len = torch.randint(0, R + 1, (n,), generator=g)
     pm = torch.arange(P)[None] >= (P - p_len)[:, None]
     rm = torch.arange(R)[None] < r_len[:, None]
+    prompt_ids = torch.randint(5, vocab, (prompts, P), generator=g).repeat_interleave(group, 0)
     return Batch.from_dict(
         {
-            "prompt_ids": torch.randint(5, vocab, (n, P), generator=g) * pm,
+            "prompt_ids": prompt_ids[:n] * pm,
             "prompt_mask": pm,
             "response_ids": torch.randint(5, vocab, (n, R), generator=g) * rm,
             "response_mask": rm,

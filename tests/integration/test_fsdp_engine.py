@@ -1,5 +1,6 @@
-"""FSDP2 engine on 2 gloo ranks vs a single-process HF reference: log-probs, loss, gradients;
-and the gradient's independence from how the batch is cut into micro-batches."""
+"""FSDP2 engine on 2 gloo ranks vs a single-process HF reference: log-probs, loss, gradients
+(prompts distinct or shared by groups of samples); and the gradient's independence from how the
+batch is cut into micro-batches."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ class EngineWorker(Worker):
         cfg = TrainEngineConfig(max_tokens_per_micro_batch=max_tokens)
         self.engine = build_train_engine(cfg, self.model_path)
         counts = self.engine.all_reduce_dp(torch.tensor([1.0, self.rank]))
-        return self.engine.parallel.dp_size, counts.tolist(), str(self.engine.dtype)
+        e = self.engine
+        return e.parallel.dp_size, counts.tolist(), str(e.dtype), e.layout
 
     @register(dispatch=Dispatch.ONE_TO_ALL)
     def set_budget(self, max_tokens: int):
@@ -46,6 +48,10 @@ class EngineWorker(Worker):
     def logp(self, batch: Batch) -> Batch:
         out = self.engine.compute_log_prob(batch, temperature=1.0, with_entropy=True)
         return Batch.from_dict({"logp": out.logp, "entropy": out.entropy})
+
+    @register(dispatch=Dispatch.DP_COMPUTE)
+    def layout(self, batch: Batch):
+        return self.engine._micro_batches(batch)[0]
 
     @register(dispatch=Dispatch.DP_COMPUTE)
     def grads(self, batch: Batch, total_tokens: int):
@@ -62,14 +68,19 @@ class EngineWorker(Worker):
 def engines(ray_cluster, tiny_model):
     pool = ResourcePool([2])
     group = WorkerGroup(pool, EngineWorker, tiny_model, timeout_s=300)
-    assert group.build(10_000) == [(2, [2.0, 1.0], "torch.float32")] * 2  # all_reduce_dp sums
+    # all_reduce_dp sums; on CPU the samples of a prompt share its forward
+    assert group.build(10_000) == [(2, [2.0, 1.0], "torch.float32", "shared")] * 2
     yield group
     group.kill()
     pool.remove()
 
 
-def test_logprobs_and_gradients_match_single_process_reference(engines, tiny_model):
-    batch = make_batch()
+@pytest.mark.parametrize("group", [1, 4], ids=["distinct-prompts", "groups-of-4"])
+def test_logprobs_and_gradients_match_single_process_reference(engines, tiny_model, group):
+    # CPU: the shared layout (a prompt pass, then the responses on its cache) under FSDP2
+    batch = make_batch(n=12, group=group)  # ranks get rows 0-5 / 6-11: one group split
+    # sharing saves 3 of 4 prompts' tokens, over a tenth of the batch: both ranks share
+    assert engines.layout(batch) == ["shared" if group > 1 else "padded"] * 2
     ref_logp, _, ref_grads = hf_reference(tiny_model, batch)
     out = engines.logp(batch)
     torch.testing.assert_close(out["logp"], ref_logp, atol=1e-5, rtol=0)

@@ -4,7 +4,9 @@
   ``dtype: bfloat16`` as autocast over fp32 master weights; one CPU rank runs unwrapped.
 - With flash-attn (GPU) each micro-batch is packed into one padding-free row (varlen); with
   sdpa / eager (CPU) samples are right-padded rows with an attention mask, since a packed row
-  would need a dense mask quadratic in all the micro-batch's tokens (``packing.py``).
+  would need a dense mask quadratic in all the micro-batch's tokens (``packing.py``), and the
+  samples of a prompt run it once (``share_prompts``: a prompt pass, then a response pass on
+  its KV cache).
 - Micro-batches by token budget, the same number on every rank (FSDP collectives must match).
 - The loss of each micro-batch is globally normalised by the caller, so gradients are summed
   across micro-batches and ranks: FSDP averages over ranks, hence the loss is scaled by dp size.
@@ -15,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 
@@ -41,13 +44,18 @@ from logics_rl.engines.train.packing import (
     length_buckets,
     min_micro_batches,
     pack,
+    prompt_groups,
     sample_lengths,
+    shared_prompt_buckets,
 )
 from logics_rl.engines.train.shards import SHARDS, load_state, save_state
 from logics_rl.models.hf import write_hf_dir
 from logics_rl.protocol import Batch
 
 _TRAIN_KEYS = ("prompt_ids", "prompt_mask", "response_ids", "response_mask")
+# The shared layout runs two passes per micro-batch; it is used when running each prompt once
+# saves at least this fraction of a batch's tokens.
+SHARE_MIN_SAVING = 0.1
 
 
 class _PackedLM(nn.Module):
@@ -55,6 +63,8 @@ class _PackedLM(nn.Module):
 
     ``autocast``: the decoder's compute dtype on CPU (bfloat16 matmuls over float32 weights,
     norms and residuals in float32); the LM head and the log-probs stay float32 either way.
+    With the ``prompt_*`` tensors (shared layout) the decoder first runs the distinct prompts,
+    then the responses on the prompts' KV cache indexed per sample (``prompt_of_row``).
     """
 
     def __init__(self, lm: nn.Module, autocast: torch.dtype | None = None):
@@ -72,18 +82,43 @@ class _PackedLM(nn.Module):
         temperature: float,
         with_entropy: bool,
         chunk: int,
+        prompt_ids: torch.Tensor | None = None,
+        prompt_position_ids: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        prompt_of_row: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         # Packed row: no attention mask and no cache, so transformers derives the sample
         # boundaries from the restarting position ids (flash-attn varlen). With a cache it
         # would silently attend across samples. Padded rows: the mask marks the valid tokens.
         with torch.autocast("cpu", dtype=self.autocast, enabled=self.autocast is not None):
+            cache, hidden = None, []
+            if prompt_ids is not None:
+                from transformers import DynamicCache
+
+                cache = DynamicCache(config=self.lm.config)
+                out = self.lm.model(
+                    input_ids=prompt_ids,
+                    position_ids=prompt_position_ids,
+                    attention_mask=prompt_attention_mask,
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+                if cache.get_seq_length() != prompt_ids.shape[1]:
+                    raise RuntimeError(
+                        "the prompt pass filled no KV cache (activation checkpointing drops "
+                        "it); set actor.share_prompts=false"
+                    )
+                cache.batch_select_indices(prompt_of_row)
+                hidden.append(out.last_hidden_state.flatten(0, 1))
             out = self.lm.model(
                 input_ids=input_ids,
                 position_ids=position_ids,
                 attention_mask=attention_mask,
-                use_cache=False,
+                past_key_values=cache,
+                use_cache=cache is not None,
             )
-        hidden = out.last_hidden_state.flatten(0, 1)[predict_pos]
+        hidden.append(out.last_hidden_state.flatten(0, 1))
+        hidden = (hidden[0] if len(hidden) == 1 else torch.cat(hidden))[predict_pos]
         return token_logprobs(
             hidden,
             self.lm.get_output_embeddings().weight,
@@ -132,7 +167,10 @@ class FSDPEngine(TrainEngine):
         )
         varlen = (lm.config._attn_implementation or "").startswith("flash_attention")
         self.layout = "packed" if varlen else "padded"
-        if self.cfg.activation_checkpointing and self.trainable:
+        checkpointing = self.cfg.activation_checkpointing and self.trainable
+        if self.layout == "padded" and self.cfg.share_prompts and not checkpointing:
+            self.layout = "shared"
+        if checkpointing:
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if not self.trainable:
             lm.requires_grad_(False)
@@ -172,15 +210,35 @@ class FSDPEngine(TrainEngine):
         return self.module.lm
 
     # ------------------------------------------------------------------ micro-batches
-    def _micro_batches(self, batch: Batch) -> list[list[int]]:
-        """Row indices per micro-batch; the count is agreed across ranks (max of the minimums).
+    def _micro_batches(self, batch: Batch) -> tuple[str, list[list[int]]]:
+        """The batch's layout and row indices per micro-batch; every rank agrees on both (the
+        count is the max of the minimums; FSDP's collectives need the same passes everywhere).
 
         Packed layout: token-balanced bins of valid tokens. Padded layout (CPU): rows of similar
-        length together, the budget counting padded tokens (``packing.length_buckets``)."""
+        length together, the budget counting padded tokens (``packing.length_buckets``). Shared
+        layout: the same over prompt groups (``packing.shared_prompt_buckets``), when running
+        each prompt once saves at least ``SHARE_MIN_SAVING`` of some rank's tokens (else padded:
+        one pass per micro-batch; an SFT batch, whose "prompt" is one token, stays padded)."""
         lengths = sample_lengths(batch["prompt_mask"], batch["response_mask"]) if len(batch) else []
         budget = self.cfg.max_tokens_per_micro_batch
-        padded = self.layout == "padded" and bool(lengths)
-        runs = length_buckets(lengths, budget) if padded else None
+        layout, groups = self.layout, []
+        if layout == "shared":
+            p_len = batch["prompt_mask"].sum(1).tolist() if lengths else []
+            masks = batch["prompt_mask"].bool() if lengths else []
+            groups = prompt_groups([ids[m] for ids, m in zip(batch["prompt_ids"], masks)])
+            saved = sum(p_len) - sum(p_len[rows[0]] for rows in groups)
+            pays = saved >= SHARE_MIN_SAVING * sum(lengths) > 0
+            share = torch.tensor([int(pays)], device=self.device)
+            if self.parallel.dp_size > 1:
+                dist.all_reduce(share, op=dist.ReduceOp.MAX)
+            layout = "shared" if share.item() else "padded"
+        cut = None
+        if lengths and layout == "padded":
+            cut = functools.partial(length_buckets, lengths, budget)
+        elif lengths and layout == "shared":
+            r_len = batch["response_mask"].sum(1).tolist()
+            cut = functools.partial(shared_prompt_buckets, p_len, r_len, groups, budget)
+        runs = cut() if cut is not None else None
         if runs is not None:
             local = len(runs)
         else:
@@ -191,19 +249,25 @@ class FSDPEngine(TrainEngine):
         k = int(count.item())
         if runs is not None:
             # the local cut already has k runs unless another rank needs more
-            return runs if k == len(runs) else length_buckets(lengths, budget, k)
-        return balance(lengths, k)
+            return layout, runs if k == len(runs) else cut(k)
+        return layout, balance(lengths, k)
 
     def _forward(self, packed: Packed, temperature: float, with_entropy: bool):
+        def dev(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(self.device)
+
+        p = packed.prompts
+        prompts = () if p is None else (p.input_ids, p.position_ids, p.attention_mask, p.of_row)
         return self.module(
-            packed.input_ids.to(self.device),
-            packed.position_ids.to(self.device),
-            None if packed.attention_mask is None else packed.attention_mask.to(self.device),
-            packed.predict_pos.to(self.device),
-            packed.targets.to(self.device),
+            dev(packed.input_ids),
+            dev(packed.position_ids),
+            dev(packed.attention_mask),
+            dev(packed.predict_pos),
+            dev(packed.targets),
             temperature,
             with_entropy,
             self.cfg.logprob_chunk_size,
+            *map(dev, prompts),
         )
 
     def _dummy(self, batch: Batch) -> Batch:
@@ -222,9 +286,10 @@ class FSDPEngine(TrainEngine):
         B, R = batch["response_ids"].shape
         logp = torch.zeros(B, R, dtype=torch.float32)
         ent = torch.zeros(B, R, dtype=torch.float32) if with_entropy else None
-        for rows in self._micro_batches(batch):
+        layout, micro = self._micro_batches(batch)
+        for rows in micro:
             mb = batch[rows] if rows else self._dummy(batch)
-            packed = pack(*(mb[k] for k in _TRAIN_KEYS), layout=self.layout)
+            packed = pack(*(mb[k] for k in _TRAIN_KEYS), layout=layout)
             lp, e = self._forward(packed, temperature, with_entropy)
             if not rows:
                 continue
@@ -240,11 +305,11 @@ class FSDPEngine(TrainEngine):
         if self.optimizer is None:
             raise RuntimeError("this engine was built without an optimizer (trainable=False)")
         self.module.train()
-        micro = self._micro_batches(batch)
+        layout, micro = self._micro_batches(batch)
         losses = MicroBatchLosses(loss_fn, self.device, needs_entropy)
         for i, rows in enumerate(micro):
             mb = batch[rows] if rows else self._dummy(batch)
-            packed = pack(*(mb[k] for k in _TRAIN_KEYS), layout=self.layout)
+            packed = pack(*(mb[k] for k in _TRAIN_KEYS), layout=layout)
             if hasattr(self.module, "set_requires_gradient_sync"):  # FSDP: sync on the last one
                 self.module.set_requires_gradient_sync(i == len(micro) - 1)
             lp, e = self._forward(packed, temperature, needs_entropy)

@@ -11,6 +11,13 @@ right-padded (``response_ids``/``response_mask`` [B, R]). Two forward layouts:
   varlen kernels a packed row would need a dense block-diagonal mask over ALL the micro-batch's
   tokens (N^2 for N tokens: 16k tokens -> 1 GB per head and layer); padded rows cost
   B x L_max^2 in attention plus the MLP on the padding of rows shorter than the longest.
+- ``shared`` (sdpa / eager, the padded layout with prompt sharing): the rows of a micro-batch
+  that carry the same prompt (the n samples of a GRPO group) run that prompt once. A prompt pass
+  over [G, P] (one right-padded row per distinct prompt) fills a KV cache, which is indexed per
+  sample, and a response pass over [B, R] (right-padded responses, positions continuing after
+  their prompt) attends to it. The log-probs are those of the padded layout (same keys, same
+  positions; float rounding may differ) and gradients reach the prompt through the cache. Linear
+  layers see G x P + B x R tokens instead of B x (P + R), and attention B x R x (P + R) scores.
 
 Either way logits are computed only where a response token is predicted.
 """
@@ -32,14 +39,30 @@ class Packed:
     rows: torch.Tensor  # [M] row of each target in the [B, R] layout
     cols: torch.Tensor  # [M] column of each target in the [B, R] layout
     shape: tuple[int, int]  # (B, R)
-    attention_mask: torch.Tensor | None = None  # padded layout: [B, L], 1 on valid tokens
-    num_tokens: int = 0  # valid (non-padding) tokens
+    attention_mask: torch.Tensor | None = None  # padded: [B, L]; shared: [B, P + L]; 1 = valid
+    num_tokens: int = 0  # valid (non-padding) tokens of the samples, a shared prompt once per row
+    prompts: SharedPrompts | None = None  # shared layout: the prompt pass
 
     def scatter(self, values_M: torch.Tensor) -> torch.Tensor:
         """Place per-target values back into a zero [B, R] tensor."""
         out = values_M.new_zeros(self.shape)
         out[self.rows, self.cols] = values_M
         return out
+
+
+@dataclass
+class SharedPrompts:
+    """The prompt pass of the ``shared`` layout: one right-padded row per distinct prompt.
+
+    ``predict_pos`` of the packed batch indexes the concatenation of this pass's hidden states
+    [G * P] and the response pass's [B * L] (the first response token is predicted from the last
+    prompt token, the others from the response pass).
+    """
+
+    input_ids: torch.Tensor  # [G, P]
+    position_ids: torch.Tensor  # [G, P]
+    attention_mask: torch.Tensor  # [G, P], 1 on valid tokens
+    of_row: torch.Tensor  # [B] prompt row of each sample
 
 
 def pack(
@@ -57,8 +80,8 @@ def pack(
     ``width_multiple``: padded rows are padded further to a multiple of it (sequence parallel
     cuts the sequence into equal parts).
     """
-    if layout not in ("packed", "padded"):
-        raise ValueError(f"unknown layout {layout!r}; use packed or padded")
+    if layout not in ("packed", "padded", "shared"):
+        raise ValueError(f"unknown layout {layout!r}; use packed, padded or shared")
     B, R = response_ids.shape
     p_len = [int(p) for p in prompt_mask.sum(1).tolist()]
     r_len = [int(r) for r in response_mask.sum(1).tolist()]
@@ -66,6 +89,8 @@ def pack(
         _sample(i, prompt_ids, prompt_mask, response_ids, response_mask, p_len[i], r_len[i])
         for i in range(B)
     ]
+    if layout == "shared":
+        return _shared(samples, prompt_ids.dtype, shape=(B, R))
     width = max((p + r for p, r in zip(p_len, r_len)), default=0)
     width = -(-width // width_multiple) * width_multiple
     if layout == "packed":
@@ -143,6 +168,59 @@ def _padded(
     )
 
 
+def _shared(
+    samples: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype, shape: tuple[int, int]
+) -> Packed:
+    """The ``shared`` layout: a prompt pass [G, P] and a response pass [B, L] (module docstring)."""
+    groups = prompt_groups([prompt for prompt, _ in samples])
+    of_row = torch.empty(len(samples), dtype=torch.long)
+    for g, rows in enumerate(groups):
+        of_row[rows] = g
+    prompts = [samples[rows[0]][0] for rows in groups]
+    P = max(len(p) for p in prompts)
+    L = max(max(len(r) for _, r in samples), 1)
+    G, B = len(prompts), len(samples)
+    p_ids, p_mask = torch.zeros(G, P, dtype=dtype), torch.zeros(G, P, dtype=torch.long)
+    p_pos = torch.zeros(G, P, dtype=torch.long)
+    for g, prompt in enumerate(prompts):
+        p_ids[g, : len(prompt)], p_mask[g, : len(prompt)] = prompt, 1
+        p_pos[g, : len(prompt)] = torch.arange(len(prompt))
+    r_ids, r_pos = torch.zeros(B, L, dtype=dtype), torch.zeros(B, L, dtype=torch.long)
+    mask = torch.zeros(B, P + L, dtype=torch.long)
+    predict, rows, cols = [], [], []
+    for i, (prompt, response) in enumerate(samples):
+        g, p, r = int(of_row[i]), len(prompt), len(response)
+        r_ids[i, :r] = response
+        r_pos[i] = torch.arange(p, p + L)
+        mask[i, :P], mask[i, P : P + r] = p_mask[g], 1
+        if r:  # first token from the prompt pass, the others from the response pass
+            first = torch.tensor([g * P + p - 1])
+            predict.append(torch.cat([first, G * P + i * L + torch.arange(r - 1)]))
+            rows.append(torch.full((r,), i, dtype=torch.long))
+            cols.append(torch.arange(r))
+    empty = torch.zeros(0, dtype=torch.long)
+    return Packed(
+        input_ids=r_ids,
+        position_ids=r_pos,
+        attention_mask=mask,
+        predict_pos=torch.cat(predict) if predict else empty,
+        targets=torch.cat([r for _, r in samples]).to(dtype),
+        rows=torch.cat(rows) if rows else empty,
+        cols=torch.cat(cols) if cols else empty,
+        shape=shape,
+        num_tokens=sum(len(p) + len(r) for p, r in samples),
+        prompts=SharedPrompts(p_ids, p_pos, p_mask, of_row),
+    )
+
+
+def prompt_groups(prompts: list[torch.Tensor]) -> list[list[int]]:
+    """Indices of equal prompts (token for token), in order of first appearance."""
+    groups: dict[bytes, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(prompt.long().numpy().tobytes(), []).append(i)
+    return list(groups.values())
+
+
 def sample_lengths(prompt_mask: torch.Tensor, response_mask: torch.Tensor) -> list[int]:
     """Valid tokens per row (what a row costs in a packed micro-batch)."""
     return (prompt_mask.sum(1) + response_mask.sum(1)).tolist()
@@ -181,18 +259,69 @@ def length_buckets(
     runs are added empty when there are fewer rows than ``k``.
     Returns row indices per micro-batch, each ascending.
     """
+    return _cut([_Unit((i,), 0, n) for i, n in enumerate(lengths)], budget, k, overhead)
+
+
+def shared_prompt_buckets(
+    prompt_lengths: list[int],
+    response_lengths: list[int],
+    groups: list[list[int]],
+    budget: int,
+    k: int | None = None,
+    overhead: int | None = None,
+) -> list[list[int]]:
+    """Micro-batches for the shared layout: ``length_buckets`` over prompt groups.
+
+    A run of groups costs (groups x longest prompt) + (rows x longest response) padded tokens,
+    so the rows of a group stay together (their prompt runs once) and groups with responses of
+    similar length go together. A group larger than ``budget`` is cut into parts (rows of
+    similar length together), each running the prompt once.
+    """
+    units = []
+    for rows in groups:
+        p = max(prompt_lengths[i] for i in rows)
+        part: list[int] = []
+        for i in sorted(rows, key=lambda i: -response_lengths[i]):
+            longest = response_lengths[part[0]] if part else response_lengths[i]
+            if part and p + (len(part) + 1) * longest > budget:
+                units.append(_Unit(tuple(part), p, response_lengths[part[0]]))
+                part = []
+            part.append(i)
+        units.append(_Unit(tuple(part), p, response_lengths[part[0]]))
+    return _cut(units, budget, k, overhead)
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """Rows that go into the same micro-batch: ``prompt`` tokens run once for all of them (0 in
+    the padded layout) and ``longest`` tokens per row (the longest row, or response)."""
+
+    rows: tuple[int, ...]
+    prompt: int
+    longest: int
+
+
+def _cut(units: list[_Unit], budget: int, k: int | None, overhead: int | None) -> list[list[int]]:
+    """Units sorted by ``longest``, cut into contiguous runs minimising padded tokens plus
+    ``overhead`` per run, each run within ``budget`` (``length_buckets``)."""
     overhead = MICRO_BATCH_OVERHEAD if overhead is None else overhead
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    L = [lengths[i] for i in order]
-    n = len(L)
-    best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j sorted rows
+    order = sorted(units, key=lambda u: -u.longest)
+    n = len(order)
+
+    def size(a: int, b: int) -> int:  # padded tokens of the run a..b-1 (order[a] is longest)
+        prompt = max((u.prompt for u in order[a:b]), default=0)
+        return (b - a) * prompt + sum(len(u.rows) for u in order[a:b]) * order[a].longest
+
+    best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j sorted units
     cut = [0] * (n + 1)
     for j in range(1, n + 1):
-        for i in range(j - 1, -1, -1):  # run = sorted rows i..j-1, longest L[i]
-            size = (j - i) * L[i]
-            if size > budget and j - i > 1:
+        prompt, rows = 0, 0
+        for i in range(j - 1, -1, -1):  # run = sorted units i..j-1, longest order[i]
+            prompt, rows = max(prompt, order[i].prompt), rows + len(order[i].rows)
+            run = (j - i) * prompt + rows * order[i].longest
+            if run > budget and j - i > 1:
                 break  # a longer run (smaller i) only grows
-            cost = best[i] + size + overhead
+            cost = best[i] + run + overhead
             if cost < best[j]:
                 best[j], cut[j] = cost, i
     runs: list[tuple[int, int]] = []
@@ -204,15 +333,15 @@ def length_buckets(
     if k is not None:
         while len(runs) < k and any(b - a > 1 for a, b in runs):
             # split the costliest splittable run where it saves the most padding
-            r = max((r for r in runs if r[1] - r[0] > 1), key=lambda r: (r[1] - r[0]) * L[r[0]])
+            r = max((r for r in runs if r[1] - r[0] > 1), key=lambda r: size(*r))
             a, b = r
-            m = min(range(a + 1, b), key=lambda m: (m - a) * L[a] + (b - m) * L[m])
+            m = min(range(a + 1, b), key=lambda m: size(a, m) + size(m, b))
             i = runs.index(r)
             runs[i : i + 1] = [(a, m), (m, b)]
         if len(runs) > k:
             raise ValueError(f"{len(runs)} micro-batches needed, {k} asked for")
         runs += [(n, n)] * (k - len(runs))
-    return [sorted(order[a:b]) for a, b in runs]
+    return [sorted(i for u in order[a:b] for i in u.rows) for a, b in runs]
 
 
 def balance(lengths: list[int], k: int) -> list[list[int]]:

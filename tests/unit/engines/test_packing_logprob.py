@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from logics_rl.engines.train.logprob import token_logprobs
-from logics_rl.engines.train.packing import balance, length_buckets, min_micro_batches, pack
+from logics_rl.engines.train.packing import (
+    balance,
+    length_buckets,
+    min_micro_batches,
+    pack,
+    shared_prompt_buckets,
+)
 
 
 def layout():
@@ -42,6 +48,83 @@ def test_padded_layout_by_hand():
     assert p.num_tokens == 11 == pack(*layout()).num_tokens
     with pytest.raises(ValueError, match="unknown layout"):
         pack(*layout(), layout="ragged")
+
+
+def shared_layout():
+    # 4 rows: rows 0 and 2 share the prompt "11 12"; response lengths 3, 0, 2, 2
+    prompt_ids = torch.tensor([[0, 11, 12], [21, 22, 23], [0, 11, 12], [0, 0, 31]])
+    response_ids = torch.tensor([[13, 14, 15, 0], [0, 0, 0, 0], [16, 17, 0, 0], [32, 33, 0, 0]])
+    return prompt_ids, prompt_ids != 0, response_ids, response_ids != 0
+
+
+def test_shared_layout_by_hand():
+    p = pack(*shared_layout(), layout="shared")
+    # the prompt pass: one right-padded row per distinct prompt, in order of first appearance
+    assert p.prompts.input_ids.tolist() == [[11, 12, 0], [21, 22, 23], [31, 0, 0]]
+    assert p.prompts.attention_mask.tolist() == [[1, 1, 0], [1, 1, 1], [1, 0, 0]]
+    assert p.prompts.position_ids.tolist() == [[0, 1, 0], [0, 1, 2], [0, 0, 0]]
+    assert p.prompts.of_row.tolist() == [0, 1, 0, 2]
+    # the response pass: positions continue after each row's own prompt
+    assert p.input_ids.tolist() == [[13, 14, 15], [0, 0, 0], [16, 17, 0], [32, 33, 0]]
+    assert p.position_ids.tolist() == [[2, 3, 4], [3, 4, 5], [2, 3, 4], [1, 2, 3]]
+    # keys of the response pass: the prompt's cache slots (3), then the row's responses (3)
+    assert p.attention_mask.tolist() == [
+        [1, 1, 0, 1, 1, 1],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 0, 1, 1, 0],
+        [1, 0, 0, 1, 1, 0],
+    ]
+    # flat positions into [3 x 3 prompt slots, then 4 x 3 response slots]: a first token is
+    # predicted by its prompt's last token (13 and 16 both by slot 1), the rest by the
+    # response pass (14 by 9 + 0, 17 by 9 + 2 x 3, 33 by 9 + 3 x 3)
+    assert p.predict_pos.tolist() == [1, 9, 10, 1, 15, 6, 18]
+    assert p.targets.tolist() == [13, 14, 15, 16, 17, 32, 33]
+    assert p.rows.tolist() == [0, 0, 0, 2, 2, 3, 3] and p.cols.tolist() == [0, 1, 2, 0, 1, 0, 1]
+    assert p.num_tokens == 15 == pack(*shared_layout(), layout="padded").num_tokens
+
+
+def test_shared_forward_equals_per_sample_forward_with_gradients(tiny_model):
+    """The engine's root module on the shared layout vs plain per-sample forwards: log-probs,
+    entropy and the gradient of a loss over them (it reaches the prompts through the cache)."""
+    from transformers import AutoModelForCausalLM
+
+    from logics_rl.engines.train.fsdp import _PackedLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="eager")
+    g = torch.Generator().manual_seed(0)
+    prompts = torch.randint(5, 90, (3, 6), generator=g)
+    pi = prompts[[0, 1, 0, 2, 0, 1]]
+    pm = torch.ones(6, 6, dtype=torch.bool)
+    pm[[0, 2, 4], :2] = False  # prompt 0 has 4 tokens, prompt 2 all 6, prompt 1 has 3
+    pm[[1, 5], :3] = False
+    ri = torch.randint(5, 90, (6, 5), generator=g)
+    r_len = torch.tensor([5, 2, 3, 0, 4, 1])
+    rm = torch.arange(5)[None] < r_len[:, None]
+    weights = torch.randn(6, 5, generator=g)
+    p = pack(pi, pm, ri * rm, rm, layout="shared")
+    assert p.prompts.input_ids.shape == (3, 6)
+    sp = p.prompts
+    lp, ent = _PackedLM(model)(
+        p.input_ids, p.position_ids, p.attention_mask, p.predict_pos, p.targets, 1.0, True, 4,
+        sp.input_ids, sp.position_ids, sp.attention_mask, sp.of_row,
+    )  # fmt: skip
+    (p.scatter(lp) * weights).sum().backward()
+    shared_grads = {n: w.grad.clone() for n, w in model.named_parameters()}
+    model.zero_grad()
+    loss = 0.0
+    for i in range(6):
+        seq = torch.cat([pi[i, pm[i]], ri[i, rm[i]]])
+        logits = model(seq[None]).logits[0].float()
+        ref = torch.log_softmax(logits, -1)
+        n_p, n_r = int(pm[i].sum()), int(rm[i].sum())
+        want = ref[n_p - 1 : n_p - 1 + n_r].gather(-1, ri[i, :n_r, None])[:, 0]
+        torch.testing.assert_close(p.scatter(lp)[i, :n_r], want, atol=1e-5, rtol=0)
+        want_ent = -(ref.exp() * ref).sum(-1)[n_p - 1 : n_p - 1 + n_r]
+        torch.testing.assert_close(p.scatter(ent)[i, :n_r], want_ent, atol=1e-5, rtol=0)
+        loss = loss + (want * weights[i, :n_r]).sum()
+    loss.backward()
+    for n, w in model.named_parameters():
+        torch.testing.assert_close(shared_grads[n], w.grad, atol=1e-5, rtol=1e-4, msg=n)
 
 
 def test_pack_rejects_empty_prompt_and_holes():
@@ -146,6 +229,29 @@ def test_length_buckets_exact_count_for_data_parallel_ranks():
     assert sorted(map(tuple, runs)) == [(), (), (0,), (1,)]  # fewer rows than runs: empty ones
     with pytest.raises(ValueError, match="3 micro-batches needed, 2 asked for"):
         length_buckets(lengths, 150, k=2, overhead=10)
+
+
+def test_shared_prompt_buckets_keep_groups_together():
+    p_len, r_len = [10, 10, 10, 5], [50, 40, 45, 20]
+    groups = [[0, 1, 2], [3]]
+    # one run: 2 prompts x 10 + 4 rows x 50 + 10 = 230; a run per group:
+    # (10 + 3 x 50) + (5 + 20) + 2 x 10 = 205
+    assert shared_prompt_buckets(p_len, r_len, groups, 10_000, overhead=10) == [[0, 1, 2], [3]]
+    # a large overhead keeps one pass: 220 + 100 < 185 + 200
+    assert shared_prompt_buckets(p_len, r_len, groups, 10_000, overhead=100) == [[0, 1, 2, 3]]
+    # budget 100: group 0 does not fit (10 + 3 x 50) and is cut into {0} (10 + 50) and
+    # {2, 1} (10 + 2 x 45), each running the prompt; {2, 1} + {3} would be 2 x 10 + 3 x 45
+    assert shared_prompt_buckets(p_len, r_len, groups, 100, overhead=10) == [[0], [1, 2], [3]]
+    # exactly k passes: two groups cannot make more than two, the rest run empty
+    runs = shared_prompt_buckets(p_len, r_len, groups, 10_000, k=4, overhead=10)
+    assert runs == [[0, 1, 2], [3], [], []]
+    # with one row per group and no prompt it is length_buckets
+    lengths = [20, 100, 18, 98]
+    singles = [[i] for i in range(4)]
+    for budget, k in ((10_000, None), (150, None), (10_000, 3)):
+        assert shared_prompt_buckets([0] * 4, lengths, singles, budget, k, 10) == length_buckets(
+            lengths, budget, k, 10
+        )
 
 
 def test_length_buckets_invariants_on_random_lengths():
