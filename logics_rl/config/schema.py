@@ -84,6 +84,12 @@ class Attention(Choice):
     flash_attention_2 = "flash_attention_2"
 
 
+class MiniBatchShuffle(Choice):
+    rows = "rows"  # every sample on its own: a mini-batch mixes the samples of many prompts
+    groups = "groups"  # whole prompt groups: a prompt's samples share an optimizer step (and,
+    # on CPU, one run of the prompt: actor.share_prompts)
+
+
 class LRSchedule(Choice):
     constant = "constant"
     cosine = "cosine"
@@ -385,6 +391,7 @@ class TrainerConfig:
     prompts_per_step: int = 16  # train batch = prompts_per_step x rollout.n samples
     mini_batches_per_step: int = 1  # optimizer steps per RL step (mini-batch size derived)
     epochs_per_step: int = 1  # passes over the train batch per RL step
+    mini_batch_shuffle: MiniBatchShuffle = MiniBatchShuffle.rows  # how each pass is shuffled
     total_epochs: int = 1
     total_steps: int | None = None  # None: total_epochs over the train set
     dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)

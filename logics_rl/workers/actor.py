@@ -2,7 +2,10 @@
 
 ``update`` takes this rank's part of the train batch, cuts it into ``mini_batches`` equal parts
 (one optimizer step each) for ``epochs`` passes, and normalises every mini-batch's loss by counts
-summed over the data-parallel ranks, so the update is the same however the batch is split.
+summed over the data-parallel ranks, so the update is the same however the batch is split. Each
+pass shuffles the rows, or whole prompt groups (rows sharing a ``uid``; ``shuffle="groups"``), so
+that the samples of a prompt train in the same optimizer step and the engine runs their prompt
+once.
 
 The policy version is the number of updates applied: samples carry the version of the weights
 that drew them, and an update that treats samples as on-policy refuses any of another version.
@@ -13,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from logics_rl.algorithms.actor_loss import ActorLossInput, actor_loss
@@ -29,6 +33,7 @@ from logics_rl.batches import (
     Behaviour,
     StageDataError,
     TrainBatch,
+    group_rows,
 )
 from logics_rl.config.schema import AlgorithmConfig
 from logics_rl.engines.train.base import ParallelInfo, TrainEngine
@@ -46,6 +51,7 @@ class UpdateSpec:
     mini_batches: int = 1  # optimizer steps per pass over the batch
     epochs: int = 1  # passes over the batch
     seed: int = 0  # seeds the mini-batch shuffle
+    shuffle: str = "rows"  # rows | groups (trainer.mini_batch_shuffle)
 
 
 class ActorRole:
@@ -131,7 +137,11 @@ class ActorRole:
         g = torch.Generator().manual_seed(
             spec.seed * 1_000_003 + self.updates * 1009 + epoch * 31 + self.parallel.dp_rank
         )
-        return batch[torch.randperm(len(batch), generator=g)]
+        if spec.shuffle == "rows":
+            return batch[torch.randperm(len(batch), generator=g)]
+        groups = group_rows(batch)
+        order = torch.randperm(len(groups), generator=g).tolist()
+        return batch[np.concatenate([groups[i] for i in order])]
 
     def _global_norm(self, part: Batch) -> GlobalNorm:
         """The mini-batch's loss normalisers, counted over every data-parallel rank's part."""

@@ -285,6 +285,7 @@ PINNED = {
     "trainer.prompts_per_step": 16,
     "trainer.mini_batches_per_step": 1,
     "trainer.epochs_per_step": 1,
+    "trainer.mini_batch_shuffle": "rows",
     "trainer.total_epochs": 1,
     "trainer.total_steps": None,
     "trainer.dynamic_sampling.max_gen_batches": 1,
