@@ -1,7 +1,8 @@
 """The training update: tokens/s and MFU of the train engine vs a plain HF step, float32 / bfloat16.
 
     python benchmarks/bench_update.py [--model smollm2|tiny|PATH] [--seqs 8] [--len 140]
-        [--rounds 3] [--settings engine-fp32,megatron-fp32,hf-fp32,...] [--profile SETTING]
+        [--group 1] [--rounds 3] [--settings engine-fp32,megatron-fp32,hf-fp32,...]
+        [--profile SETTING]
 
 One process, one rank (gloo world of one). First the matmul peak of THIS machine is measured
 (square matmuls, float32 and bfloat16, on torch's thread count), so MFU means the same on any
@@ -10,15 +11,22 @@ computed, one AdamW step) on the same batch, round-robin over ``--rounds`` so th
 see the same machine load; the median is reported.
 
 - ``engine-fp32`` / ``engine-bf16``: ``build_train_engine`` + ``ActorRole``'s loss, as the RL
-  trainer runs it (``actor.dtype``), the FSDP2 engine (default ``actor.engine``);
+  trainer runs it (``actor.dtype``), the FSDP2 engine (default ``actor.engine``), the samples
+  of a prompt running it once (``actor.share_prompts``, the default);
+- ``engine-fp32-unshared`` / ``engine-bf16-unshared``: the same with ``share_prompts: false``
+  (every sample runs its prompt);
 - ``megatron-fp32`` / ``megatron-bf16``: the same with ``actor.engine: megatron`` (one rank);
 - ``hf-fp32`` / ``hf-bf16``: the same HF model outside the library: padded forward, float32
   log-softmax of all logits, the same loss, backward, ``torch.optim.AdamW`` (foreach), with
   ``torch.autocast(bfloat16)`` for ``hf-bf16``: what a plain PyTorch loop gets.
 
-Model FLOPs per token: 6 x (matmul parameters, LM head included) + causal attention
-(6 x 2 x layers x q-width x L per token for a row of length L, half of it masked); the backward
-recompute of the fused LM head is not counted (MFU, not hardware FLOPs utilisation).
+The batch: ``--seqs`` rows in groups of ``--group`` samples sharing a prompt (a GRPO rollout's
+shape; ``--group 1``: every prompt distinct). tokens/s counts the samples' tokens (a shared
+prompt once per sample), so settings compare on the same work. Model FLOPs: 6 x (matmul
+parameters, LM head included) per token computed + causal attention (6 x 2 x layers x q-width
+per query-key pair, the masked half not counted); a setting that shares prompts computes each
+group's prompt once, and its MFU counts only that. The backward recompute of the fused LM head
+is not counted (MFU, not hardware FLOPs utilisation).
 ``--profile SETTING`` prints a torch.profiler table of one update of that setting.
 """
 
@@ -34,7 +42,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine, model_path, peak_rss_mb, single_process_world  # noqa: E402
 
-SETTINGS = ("engine-fp32", "engine-bf16", "megatron-fp32", "megatron-bf16", "hf-fp32", "hf-bf16")
+SETTINGS = (
+    "engine-fp32",
+    "engine-bf16",
+    "engine-fp32-unshared",
+    "engine-bf16-unshared",
+    "megatron-fp32",
+    "megatron-bf16",
+    "hf-fp32",
+    "hf-bf16",
+)
 
 
 def matmul_peak(dtype, n: int = 2048, reps: int = 10) -> float:
@@ -53,21 +70,24 @@ def matmul_peak(dtype, n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / best / 1e9
 
 
-def make_batch(vocab: int, seqs: int, length: int, seed: int = 0):
-    """Prompts of 24..40 tokens and responses of a quarter to all of the rest, as rollouts have."""
+def make_batch(vocab: int, seqs: int, length: int, seed: int = 0, group: int = 1):
+    """Prompts of 24..40 tokens, ``group`` rows each, and responses of a quarter to all of the
+    rest, as rollouts have."""
     import torch
 
     from logics_rl.protocol import Batch
 
     g = torch.Generator().manual_seed(seed)
     P, R = 40, length - 40
-    p_len = torch.randint(24, P + 1, (seqs,), generator=g)
+    prompts = -(-seqs // group)
+    p_len = torch.randint(24, P + 1, (prompts,), generator=g).repeat_interleave(group)[:seqs]
     r_len = torch.randint(max(1, R // 4), R + 1, (seqs,), generator=g)
     rm = torch.arange(R)[None] < r_len[:, None]
+    prompt_ids = torch.randint(0, vocab, (prompts, P), generator=g)
     b = Batch.from_dict(
         {
             # prompts left-padded, responses right-padded (the rollout layout)
-            "prompt_ids": torch.randint(0, vocab, (seqs, P), generator=g),
+            "prompt_ids": prompt_ids.repeat_interleave(group, 0)[:seqs],
             "prompt_mask": torch.arange(P)[None] >= (P - p_len)[:, None],
             "response_ids": torch.randint(0, vocab, (seqs, R), generator=g) * rm,
             "response_mask": rm,
@@ -80,7 +100,7 @@ def make_batch(vocab: int, seqs: int, length: int, seed: int = 0):
             "policy_version": torch.zeros(seqs, dtype=torch.long),
         },
         {
-            "uid": list(range(seqs)),
+            "uid": [i // group for i in range(seqs)],
             "prompt": ["p"] * seqs,
             "ground_truth": ["1"] * seqs,
             "data_source": ["bench"] * seqs,
@@ -93,21 +113,26 @@ def make_batch(vocab: int, seqs: int, length: int, seed: int = 0):
     return b
 
 
-def model_flops(hf_config, batch) -> float:
-    """Model FLOPs of one forward + backward over the batch's real tokens."""
+def model_flops(hf_config, batch, shared: bool) -> float:
+    """Model FLOPs of one forward + backward over the batch's real tokens; ``shared``: each
+    group's prompt computed once."""
     c = hf_config
     d, layers, vocab = c.hidden_size, c.num_hidden_layers, c.vocab_size
     head_dim = getattr(c, "head_dim", None) or d // c.num_attention_heads
     q, kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
     per_layer = d * (q + 2 * kv) + q * d + 3 * d * c.intermediate_size
     matmul_params = layers * per_layer + vocab * d
-    lengths = (batch["prompt_mask"].sum(1) + batch["response_mask"].sum(1)).tolist()
-    tokens = sum(lengths)
-    attn = sum(6 * 2 * layers * q * L * L / 2 for L in lengths)  # QK^T and AV, causal half
-    return 6 * matmul_params * tokens + attn
+    p_len = batch["prompt_mask"].sum(1).tolist()
+    r_len = batch["response_mask"].sum(1).tolist()
+    uids = batch["uid"] if shared else range(len(batch))
+    prompts = {u: p for u, p in zip(uids, p_len)}  # computed once per group when shared
+    tokens = sum(prompts.values()) + sum(r_len)
+    pairs = sum(p * p / 2 for p in prompts.values())  # causal query-key pairs
+    pairs += sum(r * (p + r / 2) for p, r in zip(p_len, r_len))
+    return 6 * matmul_params * tokens + 6 * 2 * layers * q * pairs
 
 
-def engine_step(path: str, dtype: str, batch, engine: str = "fsdp"):
+def engine_step(path: str, dtype: str, batch, engine: str = "fsdp", share: bool = True):
     from logics_rl.batches import TrainBatch
     from logics_rl.config.schema import AlgorithmConfig, TrainEngineConfig
     from logics_rl.engines.train import build_train_engine
@@ -115,7 +140,10 @@ def engine_step(path: str, dtype: str, batch, engine: str = "fsdp"):
 
     tokens = int(batch["prompt_mask"].sum() + batch["response_mask"].sum())
     cfg = TrainEngineConfig(
-        engine=engine, dtype=dtype, max_tokens_per_micro_batch=max(8192, 2 * tokens)
+        engine=engine,
+        dtype=dtype,
+        max_tokens_per_micro_batch=max(8192, 2 * tokens),
+        share_prompts=share,
     )
     eng = build_train_engine(cfg, path, total_steps=1000)
     actor = ActorRole(eng, UpdateSpec(AlgorithmConfig()))
@@ -165,6 +193,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--seqs", type=int, default=8)
     ap.add_argument("--len", type=int, default=140, help="prompt (40) + response slots")
+    ap.add_argument("--group", type=int, default=1, help="samples per prompt (1: all distinct)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--settings", default=",".join(SETTINGS))
     ap.add_argument("--profile", default=None, help="print a profiler table of this setting")
@@ -181,15 +210,16 @@ def main() -> None:
     from transformers import AutoConfig
 
     hf_config = AutoConfig.from_pretrained(path)
-    batch = make_batch(hf_config.vocab_size, a.seqs, a.len)
+    batch = make_batch(hf_config.vocab_size, a.seqs, a.len, group=a.group)
     tokens = int(batch["prompt_mask"].sum() + batch["response_mask"].sum())
-    flops = model_flops(hf_config, batch)
+    flops = {}
     for s in settings:
-        kind, dt = s.split("-")
+        kind, dt, *unshared = s.split("-")
+        flops[s] = model_flops(hf_config, batch, kind == "engine" and not unshared)
         if kind in ("engine", "megatron"):
             dtype = {"fp32": "float32", "bf16": "bfloat16"}[dt]
             engine = "fsdp" if kind == "engine" else "megatron"
-            steps[s] = engine_step(path, dtype, batch, engine)[0]
+            steps[s] = engine_step(path, dtype, batch, engine, share=not unshared)[0]
         else:
             steps[s] = hf_step(path, dt == "bf16", batch)[0]
         steps[s]()  # warm-up
@@ -206,21 +236,21 @@ def main() -> None:
         f"bfloat16 {peak['bf16']:.0f} GFLOP/s"
     )
     print(
-        f"model: {path}; {a.seqs} rows, {tokens} real tokens "
-        f"(padded to {a.seqs} x {a.len}); {flops / 1e9:.0f} model GFLOP per update; "
-        f"median of {a.rounds} rounds; peak RSS {peak_rss_mb():.0f} MB"
+        f"model: {path}; {a.seqs} rows in groups of {a.group}, {tokens} real tokens "
+        f"(padded to {a.seqs} x {a.len}); median of {a.rounds} rounds; "
+        f"peak RSS {peak_rss_mb():.0f} MB"
     )
     print(
-        f"{'setting':12s} {'s/update':>9s} {'tokens/s':>9s} {'GFLOP/s':>8s} "
+        f"{'setting':21s} {'s/update':>9s} {'tokens/s':>9s} {'GFLOP':>6s} {'GFLOP/s':>8s} "
         f"{'MFU(own dtype)':>15s} {'MFU(bf16 peak)':>15s}  rounds"
     )
     base = None
     for s in settings:
         med = statistics.median(times[s])
-        gf = flops / med / 1e9
+        gf = flops[s] / med / 1e9
         base = base or med
         print(
-            f"{s:12s} {med:9.2f} {tokens / med:9.0f} {gf:8.0f} "
+            f"{s:21s} {med:9.2f} {tokens / med:9.0f} {flops[s] / 1e9:6.0f} {gf:8.0f} "
             f"{gf / peak[s.split('-')[1]]:15.1%} {gf / peak['bf16']:15.1%}  "
             f"{[round(t, 2) for t in times[s]]}"
         )
