@@ -11,10 +11,9 @@ computed, one AdamW step) on the same batch, round-robin over ``--rounds`` so th
 see the same machine load; the median is reported.
 
 - ``engine-fp32`` / ``engine-bf16``: ``build_train_engine`` + ``ActorRole``'s loss, as the RL
-  trainer runs it (``actor.dtype``), the FSDP2 engine (default ``actor.engine``), the samples
-  of a prompt running it once (``actor.share_prompts``, the default);
-- ``engine-fp32-unshared`` / ``engine-bf16-unshared``: the same with ``share_prompts: false``
-  (every sample runs its prompt);
+  trainer runs it (``actor.dtype``), the FSDP2 engine (default ``actor.engine``);
+- ``engine-fp32-shared`` / ``engine-bf16-shared``: the same with ``actor.share_prompts: true``
+  (the samples of a prompt run it once, when the engine's plan says it pays);
 - ``megatron-fp32`` / ``megatron-bf16``: the same with ``actor.engine: megatron`` (one rank);
 - ``hf-fp32`` / ``hf-bf16``: the same HF model outside the library: padded forward, float32
   log-softmax of all logits, the same loss, backward, ``torch.optim.AdamW`` (foreach), with
@@ -24,8 +23,8 @@ The batch: ``--seqs`` rows in groups of ``--group`` samples sharing a prompt (a 
 shape; ``--group 1``: every prompt distinct). tokens/s counts the samples' tokens (a shared
 prompt once per sample), so settings compare on the same work. Model FLOPs: 6 x (matmul
 parameters, LM head included) per token computed + causal attention (6 x 2 x layers x q-width
-per query-key pair, the masked half not counted); a setting that shares prompts computes each
-group's prompt once, and its MFU counts only that. The backward recompute of the fused LM head
+per query-key pair, the masked half not counted); for a ``-shared`` setting each group's prompt
+counts once (what it computes when the engine shares). The backward recompute of the fused LM head
 is not counted (MFU, not hardware FLOPs utilisation).
 ``--profile SETTING`` prints a torch.profiler table of one update of that setting.
 """
@@ -45,8 +44,8 @@ from common import machine, model_path, peak_rss_mb, single_process_world  # noq
 SETTINGS = (
     "engine-fp32",
     "engine-bf16",
-    "engine-fp32-unshared",
-    "engine-bf16-unshared",
+    "engine-fp32-shared",
+    "engine-bf16-shared",
     "megatron-fp32",
     "megatron-bf16",
     "hf-fp32",
@@ -132,7 +131,7 @@ def model_flops(hf_config, batch, shared: bool) -> float:
     return 6 * matmul_params * tokens + 6 * 2 * layers * q * pairs
 
 
-def engine_step(path: str, dtype: str, batch, engine: str = "fsdp", share: bool = True):
+def engine_step(path: str, dtype: str, batch, engine: str = "fsdp", share: bool = False):
     from logics_rl.batches import TrainBatch
     from logics_rl.config.schema import AlgorithmConfig, TrainEngineConfig
     from logics_rl.engines.train import build_train_engine
@@ -214,12 +213,12 @@ def main() -> None:
     tokens = int(batch["prompt_mask"].sum() + batch["response_mask"].sum())
     flops = {}
     for s in settings:
-        kind, dt, *unshared = s.split("-")
-        flops[s] = model_flops(hf_config, batch, kind == "engine" and not unshared)
+        kind, dt, *shared = s.split("-")
+        flops[s] = model_flops(hf_config, batch, bool(shared))
         if kind in ("engine", "megatron"):
             dtype = {"fp32": "float32", "bf16": "bfloat16"}[dt]
             engine = "fsdp" if kind == "engine" else "megatron"
-            steps[s] = engine_step(path, dtype, batch, engine, share=not unshared)[0]
+            steps[s] = engine_step(path, dtype, batch, engine, share=bool(shared))[0]
         else:
             steps[s] = hf_step(path, dt == "bf16", batch)[0]
         steps[s]()  # warm-up

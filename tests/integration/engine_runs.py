@@ -17,11 +17,13 @@ import torch
 from logics_rl.protocol import Batch
 
 
-def make_batch(n: int = 8, seed: int = 0, vocab: int = 100, group: int = 1) -> Batch:
-    """Rows of uneven prompt / response lengths (some responses empty), random weights;
-    ``group`` consecutive rows share a prompt (a GRPO group)."""
+def make_batch(
+    n: int = 8, seed: int = 0, vocab: int = 100, group: int = 1, max_prompt: int = 6
+) -> Batch:
+    """Rows of uneven prompt (up to ``max_prompt``) / response lengths (some responses empty),
+    random weights; ``group`` consecutive rows share a prompt (a GRPO group)."""
     g = torch.Generator().manual_seed(seed)
-    P, R = 6, 9
+    P, R = max_prompt, 9
     prompts = -(-n // group)
     p_len = torch.randint(1, P + 1, (prompts,), generator=g).repeat_interleave(group)[:n]
     r_len = torch.randint(0, R + 1, (n,), generator=g)

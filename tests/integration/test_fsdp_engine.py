@@ -34,7 +34,7 @@ class EngineWorker(Worker):
         from logics_rl.engines.train import build_train_engine
 
         self.init_distributed()
-        cfg = TrainEngineConfig(max_tokens_per_micro_batch=max_tokens)
+        cfg = TrainEngineConfig(max_tokens_per_micro_batch=max_tokens, share_prompts=True)
         self.engine = build_train_engine(cfg, self.model_path)
         counts = self.engine.all_reduce_dp(torch.tensor([1.0, self.rank]))
         e = self.engine
@@ -78,8 +78,9 @@ def engines(ray_cluster, tiny_model):
 @pytest.mark.parametrize("group", [1, 4], ids=["distinct-prompts", "groups-of-4"])
 def test_logprobs_and_gradients_match_single_process_reference(engines, tiny_model, group):
     # CPU: the shared layout (a prompt pass, then the responses on its cache) under FSDP2
-    batch = make_batch(n=12, group=group)  # ranks get rows 0-5 / 6-11: one group split
-    # sharing saves 3 of 4 prompts' tokens, over a tenth of the batch: both ranks share
+    # ranks get rows 0-5 / 6-11 (one group split); prompts long next to responses: running each
+    # once costs far fewer padded tokens, so both ranks share (distinct prompts: nothing to share)
+    batch = make_batch(n=12, group=group, max_prompt=200 if group > 1 else 6)
     assert engines.layout(batch) == ["shared" if group > 1 else "padded"] * 2
     ref_logp, _, ref_grads = hf_reference(tiny_model, batch)
     out = engines.logp(batch)

@@ -44,8 +44,10 @@ from logics_rl.engines.train.packing import (
     length_buckets,
     min_micro_batches,
     pack,
+    padded_cost,
     prompt_groups,
     sample_lengths,
+    shared_cost,
     shared_prompt_buckets,
 )
 from logics_rl.engines.train.shards import SHARDS, load_state, save_state
@@ -53,8 +55,8 @@ from logics_rl.models.hf import write_hf_dir
 from logics_rl.protocol import Batch
 
 _TRAIN_KEYS = ("prompt_ids", "prompt_mask", "response_ids", "response_mask")
-# The shared layout runs two passes per micro-batch; it is used when running each prompt once
-# saves at least this fraction of a batch's tokens.
+# The shared layout (two passes per micro-batch) is used when its plan costs at least this
+# fraction fewer padded tokens than the padded layout's.
 SHARE_MIN_SAVING = 0.1
 
 
@@ -91,13 +93,20 @@ class _PackedLM(nn.Module):
         # boundaries from the restarting position ids (flash-attn varlen). With a cache it
         # would silently attend across samples. Padded rows: the mask marks the valid tokens.
         with torch.autocast("cpu", dtype=self.autocast, enabled=self.autocast is not None):
-            cache, hidden = None, []
+            cache, hidden, embeds = None, [], None
             if prompt_ids is not None:
                 from transformers import DynamicCache
 
+                # one embedding lookup for both passes: its backward is a dense vocab-sized
+                # gradient, worth computing once
+                n = prompt_ids.numel()
+                flat = self.lm.get_input_embeddings()(
+                    torch.cat([prompt_ids.flatten(), input_ids.flatten()])
+                )
+                embeds = flat[n:].view(*input_ids.shape, -1)
                 cache = DynamicCache(config=self.lm.config)
                 out = self.lm.model(
-                    input_ids=prompt_ids,
+                    inputs_embeds=flat[:n].view(*prompt_ids.shape, -1),
                     position_ids=prompt_position_ids,
                     attention_mask=prompt_attention_mask,
                     past_key_values=cache,
@@ -111,7 +120,8 @@ class _PackedLM(nn.Module):
                 cache.batch_select_indices(prompt_of_row)
                 hidden.append(out.last_hidden_state.flatten(0, 1))
             out = self.lm.model(
-                input_ids=input_ids,
+                input_ids=None if embeds is not None else input_ids,
+                inputs_embeds=embeds,
                 position_ids=position_ids,
                 attention_mask=attention_mask,
                 past_key_values=cache,
@@ -216,29 +226,39 @@ class FSDPEngine(TrainEngine):
 
         Packed layout: token-balanced bins of valid tokens. Padded layout (CPU): rows of similar
         length together, the budget counting padded tokens (``packing.length_buckets``). Shared
-        layout: the same over prompt groups (``packing.shared_prompt_buckets``), when running
-        each prompt once saves at least ``SHARE_MIN_SAVING`` of some rank's tokens (else padded:
-        one pass per micro-batch; an SFT batch, whose "prompt" is one token, stays padded)."""
+        layout: the same over prompt groups (``packing.shared_prompt_buckets``), when its plan
+        costs at least ``SHARE_MIN_SAVING`` fewer padded tokens (two passes per micro-batch
+        counted) than the padded one over all ranks; else padded (an SFT batch, whose "prompt"
+        is one token, or short prompts next to responses of very different lengths)."""
         lengths = sample_lengths(batch["prompt_mask"], batch["response_mask"]) if len(batch) else []
         budget = self.cfg.max_tokens_per_micro_batch
-        layout, groups = self.layout, []
+        layout, cut, runs = self.layout, None, None
+        if lengths and layout in ("padded", "shared"):
+            cut = functools.partial(length_buckets, lengths, budget)
+            runs = cut()
         if layout == "shared":
             p_len = batch["prompt_mask"].sum(1).tolist() if lengths else []
+            r_len = batch["response_mask"].sum(1).tolist() if lengths else []
             masks = batch["prompt_mask"].bool() if lengths else []
             groups = prompt_groups([ids[m] for ids, m in zip(batch["prompt_ids"], masks)])
-            saved = sum(p_len) - sum(p_len[rows[0]] for rows in groups)
-            pays = saved >= SHARE_MIN_SAVING * sum(lengths) > 0
-            share = torch.tensor([int(pays)], device=self.device)
+            shared = functools.partial(shared_prompt_buckets, p_len, r_len, groups, budget)
+            shared_runs = shared() if lengths else None
+            costs = torch.zeros(2, dtype=torch.long)
+            if lengths:
+                group_of = [0] * len(lengths)
+                for g, rows in enumerate(groups):
+                    for i in rows:
+                        group_of[i] = g
+                costs[0] = padded_cost(runs, lengths)
+                costs[1] = shared_cost(shared_runs, p_len, r_len, group_of)
+            costs = costs.to(self.device)
             if self.parallel.dp_size > 1:
-                dist.all_reduce(share, op=dist.ReduceOp.MAX)
-            layout = "shared" if share.item() else "padded"
-        cut = None
-        if lengths and layout == "padded":
-            cut = functools.partial(length_buckets, lengths, budget)
-        elif lengths and layout == "shared":
-            r_len = batch["response_mask"].sum(1).tolist()
-            cut = functools.partial(shared_prompt_buckets, p_len, r_len, groups, budget)
-        runs = cut() if cut is not None else None
+                dist.all_reduce(costs)
+            padded, share = costs.tolist()
+            pays = padded > 0 and share <= (1 - SHARE_MIN_SAVING) * padded
+            layout = "shared" if pays else "padded"
+            if pays and lengths:
+                cut, runs = shared, shared_runs
         if runs is not None:
             local = len(runs)
         else:

@@ -291,6 +291,28 @@ def shared_prompt_buckets(
     return _cut(units, budget, k, overhead)
 
 
+def padded_cost(runs: list[list[int]], lengths: list[int]) -> int:
+    """Padded tokens of a padded-layout plan plus ``MICRO_BATCH_OVERHEAD`` per pass."""
+    return sum(len(r) * max(lengths[i] for i in r) + MICRO_BATCH_OVERHEAD for r in runs if r)
+
+
+def shared_cost(
+    runs: list[list[int]],
+    prompt_lengths: list[int],
+    response_lengths: list[int],
+    group_of: list[int],
+) -> int:
+    """Padded tokens of a shared-layout plan (each distinct prompt once per micro-batch) plus
+    ``MICRO_BATCH_OVERHEAD`` for each of its two passes per micro-batch."""
+    total = 0
+    for r in runs:
+        if r:
+            prompts = len({group_of[i] for i in r}) * max(prompt_lengths[i] for i in r)
+            total += prompts + len(r) * max(response_lengths[i] for i in r)
+            total += 2 * MICRO_BATCH_OVERHEAD
+    return total
+
+
 @dataclass(frozen=True)
 class _Unit:
     """Rows that go into the same micro-batch: ``prompt`` tokens run once for all of them (0 in
