@@ -1,7 +1,7 @@
 """The training update: tokens/s and MFU of the train engine vs a plain HF step, float32 / bfloat16.
 
     python benchmarks/bench_update.py [--model smollm2|tiny|PATH] [--seqs 8] [--len 140]
-        [--group 1] [--rounds 3] [--settings engine-fp32,megatron-fp32,hf-fp32,...]
+        [--prompt 40] [--group 1] [--rounds 3] [--settings engine-fp32,megatron-fp32,hf-fp32,...]
         [--profile SETTING]
 
 One process, one rank (gloo world of one). First the matmul peak of THIS machine is measured
@@ -69,17 +69,18 @@ def matmul_peak(dtype, n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / best / 1e9
 
 
-def make_batch(vocab: int, seqs: int, length: int, seed: int = 0, group: int = 1):
-    """Prompts of 24..40 tokens, ``group`` rows each, and responses of a quarter to all of the
-    rest, as rollouts have."""
+def make_batch(vocab: int, seqs: int, length: int, seed: int = 0, group: int = 1, prompt: int = 40):
+    """Prompts of 0.6 x ``prompt`` to ``prompt`` tokens, ``group`` rows each, and responses of
+    a quarter to all of the rest, as rollouts have."""
     import torch
 
     from logics_rl.protocol import Batch
 
     g = torch.Generator().manual_seed(seed)
-    P, R = 40, length - 40
+    P, R = prompt, length - prompt
     prompts = -(-seqs // group)
-    p_len = torch.randint(24, P + 1, (prompts,), generator=g).repeat_interleave(group)[:seqs]
+    p_len = torch.randint(P * 3 // 5, P + 1, (prompts,), generator=g)
+    p_len = p_len.repeat_interleave(group)[:seqs]
     r_len = torch.randint(max(1, R // 4), R + 1, (seqs,), generator=g)
     rm = torch.arange(R)[None] < r_len[:, None]
     prompt_ids = torch.randint(0, vocab, (prompts, P), generator=g)
@@ -191,7 +192,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--seqs", type=int, default=8)
-    ap.add_argument("--len", type=int, default=140, help="prompt (40) + response slots")
+    ap.add_argument("--len", type=int, default=140, help="prompt + response slots")
+    ap.add_argument("--prompt", type=int, default=40, help="longest prompt (tokens)")
     ap.add_argument("--group", type=int, default=1, help="samples per prompt (1: all distinct)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--settings", default=",".join(SETTINGS))
@@ -209,7 +211,7 @@ def main() -> None:
     from transformers import AutoConfig
 
     hf_config = AutoConfig.from_pretrained(path)
-    batch = make_batch(hf_config.vocab_size, a.seqs, a.len, group=a.group)
+    batch = make_batch(hf_config.vocab_size, a.seqs, a.len, group=a.group, prompt=a.prompt)
     tokens = int(batch["prompt_mask"].sum() + batch["response_mask"].sum())
     flops = {}
     for s in settings:

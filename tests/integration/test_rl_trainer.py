@@ -241,8 +241,7 @@ def test_rollout_log_probs_as_the_behaviour_policy(
 ):
     """Two mini-batches per step need behaviour log-probs. ``old_log_prob=rollout`` takes the
     sampler's instead of recomputing them; in fp32 on CPU the two agree, so both runs see the
-    same samples and make the same updates. Mini-batches of whole prompt groups, whose samples
-    share their prompt's forward in the engine."""
+    same samples and make the same updates."""
     runs = {}
     for source in ("recompute", "rollout"):
         rows, _ = run_rl(
@@ -254,7 +253,6 @@ def test_rollout_log_probs_as_the_behaviour_policy(
                 trainer__total_steps=2,
                 trainer__prompts_per_step=4,
                 trainer__mini_batches_per_step=2,
-                trainer__mini_batch_shuffle="groups",
                 rollout__max_response_length=16,
                 algorithm__old_log_prob=source,
             )
