@@ -252,7 +252,7 @@ class TrainEngineConfig:
     # FSDP2 with sdpa / eager attention (CPU): the samples of a prompt in a micro-batch run the
     # prompt once (a KV cache shared by its samples; packing.py), when that plan costs a tenth
     # fewer padded tokens. Pays for long prompts and small models (the quickstart's update phase
-    # runs 1.28x faster); SmolLM2-135M with 4 samples of short prompts ran 1.17x slower, hence
+    # runs 1.3x faster); SmolLM2-135M with 4 samples of short prompts ran 1.17x slower, hence
     # off by default. Not with flash-attn's packed rows, activation checkpointing or megatron.
     share_prompts: bool = False
     optim: OptimConfig = field(default_factory=OptimConfig)
