@@ -245,12 +245,8 @@ class FSDPEngine(TrainEngine):
             shared_runs = shared() if lengths else None
             costs = torch.zeros(2, dtype=torch.long)
             if lengths:
-                group_of = [0] * len(lengths)
-                for g, rows in enumerate(groups):
-                    for i in rows:
-                        group_of[i] = g
                 costs[0] = padded_cost(runs, lengths)
-                costs[1] = shared_cost(shared_runs, p_len, r_len, group_of)
+                costs[1] = shared_cost(shared_runs, p_len, r_len, groups)
             costs = costs.to(self.device)
             if self.parallel.dp_size > 1:
                 dist.all_reduce(costs)

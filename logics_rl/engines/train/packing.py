@@ -173,9 +173,7 @@ def _shared(
 ) -> Packed:
     """The ``shared`` layout: a prompt pass [G, P] and a response pass [B, L] (module docstring)."""
     groups = prompt_groups([prompt for prompt, _ in samples])
-    of_row = torch.empty(len(samples), dtype=torch.long)
-    for g, rows in enumerate(groups):
-        of_row[rows] = g
+    of_row = torch.tensor(_group_of(groups, len(samples)), dtype=torch.long)
     prompts = [samples[rows[0]][0] for rows in groups]
     P = max(len(p) for p in prompts)
     L = max(max(len(r) for _, r in samples), 1)
@@ -219,6 +217,15 @@ def prompt_groups(prompts: list[torch.Tensor]) -> list[list[int]]:
     for i, prompt in enumerate(prompts):
         groups.setdefault(prompt.long().numpy().tobytes(), []).append(i)
     return list(groups.values())
+
+
+def _group_of(groups: list[list[int]], n: int) -> list[int]:
+    """The group index of each of ``n`` rows."""
+    of = [0] * n
+    for g, rows in enumerate(groups):
+        for i in rows:
+            of[i] = g
+    return of
 
 
 def sample_lengths(prompt_mask: torch.Tensor, response_mask: torch.Tensor) -> list[int]:
@@ -300,10 +307,11 @@ def shared_cost(
     runs: list[list[int]],
     prompt_lengths: list[int],
     response_lengths: list[int],
-    group_of: list[int],
+    groups: list[list[int]],
 ) -> int:
     """Padded tokens of a shared-layout plan (each distinct prompt once per micro-batch) plus
     ``MICRO_BATCH_OVERHEAD`` for each of its two passes per micro-batch."""
+    group_of = _group_of(groups, len(prompt_lengths))
     total = 0
     for r in runs:
         if r:
