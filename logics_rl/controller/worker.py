@@ -94,5 +94,11 @@ class Worker:
 
         return torch.get_num_threads()
 
+    def _lrl_cpu_emulated(self) -> list[str]:
+        """Half-precision dtypes this worker's CPU emulates (``engines.common``)."""
+        from logics_rl.engines.common import cpu_emulated_dtypes
+
+        return cpu_emulated_dtypes()
+
     def _lrl_ping(self) -> bool:
         return True

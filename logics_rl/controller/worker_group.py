@@ -351,6 +351,10 @@ class WorkerGroup:
         """torch's intra-op threads in each worker (pinned to the slot's CPUs on CPU)."""
         return self.call_all("_lrl_threads")
 
+    def cpu_emulated_dtypes(self) -> set[str]:
+        """Half-precision dtypes that the CPU of at least one worker emulates."""
+        return {d for per_rank in self.call_all("_lrl_cpu_emulated") for d in per_rank}
+
     def dp_info(self, refresh: bool = False) -> list[tuple[int, int, bool]]:
         """(dp rank, dp size, collects) per rank, asked once from the workers."""
         if self._dp_info is None or refresh:

@@ -12,6 +12,27 @@ def on_gpu() -> bool:
     return torch.cuda.is_available()
 
 
+def cpu_emulated_dtypes() -> list[str]:
+    """The half-precision dtypes this CPU has no matmul instructions for (torch emulates them).
+
+    bfloat16 needs AVX512-BF16 or AMX, float16 AMX-FP16. Emulated, they are not a little slower
+    but unusable: on a 2-core AVX2 host a 1024^3 bfloat16 matmul ran at 0.7 GFLOP/s against
+    126 in float32, while an AVX512-BF16 host runs bfloat16 at about twice its float32 rate
+    (benchmarks/RESULTS.md)."""
+    cpu = torch.cpu
+
+    def has(check: str) -> bool:
+        fn = getattr(cpu, check, None)
+        return bool(fn()) if fn is not None else False
+
+    out = []
+    if not (has("_is_avx512_bf16_supported") or has("_is_amx_tile_supported")):
+        out.append("bfloat16")
+    if not has("_is_amx_fp16_supported"):
+        out.append("float16")
+    return out
+
+
 def resolve_dtype(name: str, gpu: bool) -> torch.dtype:
     """``auto`` is bfloat16 on GPU and float32 on CPU."""
     if name == "auto":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 from logics_rl.config.loader import to_yaml
 from logics_rl.config.schema import Config
@@ -123,6 +124,7 @@ def start_workers(cfg: Config, worker_cls: type, *args, console=None):
         )
         group.init_model()
         threads = sorted(set(group.threads()))
+        emulated = set() if pool.use_gpu else group.cpu_emulated_dtypes()
     except BaseException:
         pool.remove()  # kills the actors placed in it too
         raise
@@ -135,4 +137,32 @@ def start_workers(cfg: Config, worker_cls: type, *args, console=None):
             f"rank {'/'.join(map(str, threads))} (cluster.cpus_per_proc)",
             highlight=False,
         )
+        for line in emulated_dtype_warnings(cfg, emulated):
+            console.print(f"[bold yellow]warning:[/] {line}", highlight=False)
     return pool, group
+
+
+_NATIVE = {"bfloat16": "AVX512-BF16 or AMX", "float16": "AMX-FP16"}
+
+
+def emulated_dtype_warnings(cfg: Any, emulated: set[str]) -> list[str]:
+    """One line per ``dtype`` setting of ``cfg`` that the workers' CPU emulates."""
+    return [
+        f"{key}={name} on a CPU without {name} matmul instructions ({_NATIVE[name]}): torch "
+        f"emulates it, 50-180x slower than float32; set {key}=float32"
+        for key, name in emulated_dtype_keys(cfg, emulated)
+    ]
+
+
+def emulated_dtype_keys(cfg: Any, emulated: set[str], prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, value) of every ``dtype`` setting in ``cfg`` whose value is in ``emulated``."""
+    out = []
+    if not dataclasses.is_dataclass(cfg):
+        return out
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name == "dtype" and str(value) in emulated:
+            out.append((prefix + f.name, str(value)))
+        elif dataclasses.is_dataclass(value):
+            out.extend(emulated_dtype_keys(value, emulated, f"{prefix}{f.name}."))
+    return out
