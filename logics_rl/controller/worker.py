@@ -22,6 +22,12 @@ def node_ip() -> str:
     return ray.util.get_node_ip_address()
 
 
+def loopback_interface() -> str | None:
+    """The name of this machine's loopback interface (``lo`` on Linux, ``lo0`` on macOS)."""
+    names = {name for _, name in socket.if_nameindex()}
+    return next((n for n in ("lo", "lo0") if n in names), None)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("", 0))
@@ -39,6 +45,8 @@ class Worker:
         self.local_world_size = int(env.get("LOCAL_WORLD_SIZE", "1"))
         self.master_addr = env.get("MASTER_ADDR", "127.0.0.1")
         self.master_port = int(env.get("MASTER_PORT", "0"))
+        # A group on one node meets through a file, not a TCP store (``_spawn``).
+        self.init_method = env.get("LOGICS_RL_INIT_METHOD") or None
         self.uses_gpu = env.get("LOGICS_RL_USE_GPU", "0") == "1"
         self.threads = int(env.get("LOGICS_RL_THREADS", "0"))  # 0: leave torch's default
         if self.threads and not self.uses_gpu:
@@ -55,7 +63,7 @@ class Worker:
         backend = backend or ("nccl" if self.uses_gpu else "gloo")
         dist.init_process_group(
             backend=backend,
-            init_method=f"tcp://{self.master_addr}:{self.master_port}",
+            init_method=self.init_method or f"tcp://{self.master_addr}:{self.master_port}",
             rank=self.rank,
             world_size=self.world_size,
             timeout=timedelta(seconds=timeout_s),

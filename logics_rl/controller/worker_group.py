@@ -48,8 +48,31 @@ DEFAULT_TIMEOUT_S = 3600.0
 FIRST_CALL_HINT = "raise cluster.call_timeout_s if the work is legitimately long"
 
 
-def _rendezvous() -> tuple[str, int]:
-    return node_ip(), free_port()
+def _rendezvous() -> tuple[str, int, str | None, str]:
+    """Where slot 0 runs: (node IP, a free port, loopback interface name, temp directory)."""
+    import tempfile
+
+    from logics_rl.controller.worker import loopback_interface
+
+    return node_ip(), free_port(), loopback_interface(), tempfile.gettempdir()
+
+
+def _rendezvous_env(pool, probe: tuple[str, int, str | None, str]) -> dict[str, str]:
+    """The environment that lets a group's ranks form their ``torch.distributed`` world.
+
+    Across nodes: a TCP store at slot 0's node (``MASTER_ADDR`` / ``MASTER_PORT``). On one node
+    nothing listens beyond loopback: the ranks meet through a file in the node's temp directory
+    (a ``FileStore``, unique per group) and gloo's connections use the loopback interface
+    (``GLOO_SOCKET_IFNAME``, unless the driver's environment sets it)."""
+    import uuid
+
+    addr, port, loopback, tmp = probe
+    env = {"MASTER_ADDR": addr, "MASTER_PORT": str(port)}
+    if len(pool.process_on_nodes) == 1 and loopback:
+        path = os.path.join(tmp, f"logics_rl-rdzv-{uuid.uuid4().hex}")
+        env["LOGICS_RL_INIT_METHOD"] = f"file://{path}"
+        env["GLOO_SOCKET_IFNAME"] = os.environ.get("GLOO_SOCKET_IFNAME", loopback)
+    return env
 
 
 class GroupFuture:
@@ -455,7 +478,7 @@ def _spawn(
             placement_group=slots[0].placement_group, placement_group_bundle_index=0
         )
     )
-    master_addr, master_port = ray.get(probe.remote(), timeout=pool.ready_timeout_s)
+    rendezvous = _rendezvous_env(pool, ray.get(probe.remote(), timeout=pool.ready_timeout_s))
     remote_cls = ray.remote(worker_cls)
     actors = []
     for rank, slot in enumerate(slots):
@@ -465,8 +488,7 @@ def _spawn(
             "WORLD_SIZE": str(len(slots)),
             "LOCAL_RANK": str(slot.local_rank),
             "LOCAL_WORLD_SIZE": str(slot.local_world_size),
-            "MASTER_ADDR": master_addr,
-            "MASTER_PORT": str(master_port),
+            **rendezvous,
             "LOGICS_RL_USE_GPU": "1" if pool.use_gpu else "0",
             "LOGICS_RL_THREADS": str(max(1, int(pool.cpus_per_process))),
         }

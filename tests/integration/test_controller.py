@@ -112,6 +112,22 @@ class Echo(Worker):
         dist.all_reduce(t)
         return float(t.item())
 
+    @register(dispatch=Dispatch.ONE_TO_ALL)
+    def sockets_opened_by_init(self, value: float):
+        """(listening sockets that joining the torch.distributed world opened, the all-reduce)."""
+        import psutil
+        import torch.distributed as dist
+
+        def listening():
+            conns = psutil.Process().net_connections("inet")
+            return {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+
+        before = listening()
+        self.init_distributed()
+        t = torch.tensor([value * (self.rank + 1)], dtype=torch.float64)
+        dist.all_reduce(t)
+        return sorted(listening() - before), float(t.item())
+
 
 class BadInit(Worker):
     def __init__(self):
@@ -239,6 +255,23 @@ def test_constructor_failure_is_reported_with_rank(ray_cluster):
 def test_torch_distributed_allreduce_over_gloo(echo):
     # ranks contribute 1*v and 2*v
     assert echo.allreduce(1.5) == [4.5, 4.5]
+
+
+def test_one_node_world_listens_on_loopback_only(ray_cluster):
+    """On one node the ranks meet through a file and gloo uses the loopback interface: what
+    joining the world opens listens on 127.0.0.1 only (a TCP store would listen on every
+    interface). Ray's own servers are not the library's to bind (README, security)."""
+    pool = _pool()
+    group = WorkerGroup(pool, Echo, timeout_s=60)
+    try:
+        (opened0, sum0), (opened1, sum1) = group.sockets_opened_by_init(1.5)
+    finally:
+        group.kill()
+        pool.remove()
+    assert sum0 == sum1 == 4.5  # ranks contribute 1*v and 2*v
+    opened = opened0 + opened1
+    assert opened, "gloo's pairs listen somewhere: the check must see them"
+    assert all(ip == "127.0.0.1" for ip, _ in opened), opened
 
 
 def test_pool_too_large_is_a_clear_error(ray_cluster):
