@@ -15,6 +15,8 @@ see the same machine load; the median is reported.
   trainer runs it (``actor.dtype``), the FSDP2 engine (default ``actor.engine``);
 - ``engine-fp32-shared`` / ``engine-bf16-shared``: the same with ``actor.share_prompts: true``
   (the samples of a prompt run it once, when the engine's plan says it pays);
+- ``engine-fp32-recompute`` / ``engine-bf16-recompute``: the same with
+  ``actor.logprob_keep_logits_mb: 0`` (the LM head's backward recomputes the logits);
 - ``megatron-fp32`` / ``megatron-bf16``: the same with ``actor.engine: megatron`` (one rank);
 - ``hf-fp32`` / ``hf-bf16``: the same HF model outside the library: padded forward, float32
   log-softmax of all logits, the same loss, backward, ``torch.optim.AdamW`` (foreach), with
@@ -47,6 +49,8 @@ SETTINGS = (
     "engine-bf16",
     "engine-fp32-shared",
     "engine-bf16-shared",
+    "engine-fp32-recompute",
+    "engine-bf16-recompute",
     "megatron-fp32",
     "megatron-bf16",
     "hf-fp32",
@@ -133,7 +137,9 @@ def model_flops(hf_config, batch, shared: bool) -> float:
     return 6 * matmul_params * tokens + 6 * 2 * layers * q * pairs
 
 
-def engine_step(path: str, dtype: str, batch, engine: str = "fsdp", share: bool = False):
+def engine_step(
+    path: str, dtype: str, batch, engine: str = "fsdp", share: bool = False, keep_mb: int = 256
+):
     from logics_rl.batches import TrainBatch
     from logics_rl.config.schema import AlgorithmConfig, TrainEngineConfig
     from logics_rl.engines.train import build_train_engine
@@ -145,6 +151,7 @@ def engine_step(path: str, dtype: str, batch, engine: str = "fsdp", share: bool 
         dtype=dtype,
         max_tokens_per_micro_batch=max(8192, 2 * tokens),
         share_prompts=share,
+        logprob_keep_logits_mb=keep_mb,
     )
     eng = build_train_engine(cfg, path, total_steps=1000)
     actor = ActorRole(eng, UpdateSpec(AlgorithmConfig()))
@@ -227,12 +234,14 @@ def main() -> None:
     tokens = int(batch["prompt_mask"].sum() + batch["response_mask"].sum())
     flops = {}
     for s in settings:
-        kind, dt, *shared = s.split("-")
-        flops[s] = model_flops(hf_config, batch, bool(shared))
+        kind, dt, *flags = s.split("-")
+        shared = "shared" in flags
+        flops[s] = model_flops(hf_config, batch, shared)
         if kind in ("engine", "megatron"):
             dtype = {"fp32": "float32", "bf16": "bfloat16"}[dt]
             engine = "fsdp" if kind == "engine" else "megatron"
-            steps[s] = engine_step(path, dtype, batch, engine, share=bool(shared))[0]
+            keep_mb = 0 if "recompute" in flags else 256
+            steps[s] = engine_step(path, dtype, batch, engine, share=shared, keep_mb=keep_mb)[0]
         else:
             steps[s] = hf_step(path, dt == "bf16", batch)[0]
         steps[s]()  # warm-up

@@ -218,7 +218,7 @@ _RANGES: dict[str, tuple] = {
             "data.synthetic.val_size", "rollout.weight_sync.probe_sequences", "validation.every",
             "actor.optim.warmup_steps", "actor.optim.weight_decay", "sft.optim.warmup_steps",
             "sft.optim.weight_decay", "algorithm.kl.loss_coef", "algorithm.kl.reward_coef",
-            "trainer.save_every", "trainer.keep_last", "trainer.max_restarts", "trainer.max_nonfinite_steps",
+            "actor.logprob_keep_logits_mb", "trainer.save_every", "trainer.keep_last", "trainer.max_restarts", "trainer.max_nonfinite_steps",
             "sft.val_every", "sft.save_every", "curate.workers", "rollout.sampling.temperature",
             "validation.temperature", "curate.annotate.judge.temperature",
             "curate.distill.temperature", "eval.temperature", "failure_loop.temperature",

@@ -84,6 +84,7 @@ class _PackedLM(nn.Module):
         temperature: float,
         with_entropy: bool,
         chunk: int,
+        keep_bytes: int = 0,
         prompt_ids: torch.Tensor | None = None,
         prompt_position_ids: torch.Tensor | None = None,
         prompt_attention_mask: torch.Tensor | None = None,
@@ -136,6 +137,7 @@ class _PackedLM(nn.Module):
             temperature=temperature,
             with_entropy=with_entropy,
             chunk=chunk,
+            keep_bytes=keep_bytes,
         )
 
 
@@ -283,6 +285,7 @@ class FSDPEngine(TrainEngine):
             temperature,
             with_entropy,
             self.cfg.logprob_chunk_size,
+            self.cfg.logprob_keep_logits_mb << 20,
             *map(dev, prompts),
         )
 

@@ -13,6 +13,10 @@ recomputes the chunk's logits once and writes the logit gradient in a few in-pla
 with z = logits / temperature and p = softmax(z), instead of autograd's trail of saved softmax,
 product and sum tensors (the generic path through ``torch.utils.checkpoint`` ran a second full
 forward plus every op's backward, each a pass over the [chunk, V] logits).
+
+When a call's float32 logits fit ``keep_bytes`` (``actor.logprob_keep_logits_mb``), each chunk
+keeps them for its backward instead: one LM-head GEMM fewer out of four (the same numbers, the
+GEMM would recompute them bit for bit). At a 49k vocabulary that is 1,000 tokens per 200 MB.
 """
 
 from __future__ import annotations
@@ -82,11 +86,14 @@ def _stats(
 
 class _ChunkLogProbs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, temperature: float, with_entropy: bool, shard=None):
+    def forward(
+        ctx, hidden, weight, targets, temperature: float, with_entropy: bool, shard, keep: bool
+    ):
         z = _logits(hidden, weight, temperature)
         logp, lse, ez = _stats(z, targets, with_entropy, shard)
         ctx.save_for_backward(hidden, weight, targets, lse, ez)
         ctx.temperature, ctx.with_entropy, ctx.shard = temperature, with_entropy, shard
+        ctx.logits = z if keep else None  # the backward overwrites it: used once, then dropped
         entropy = lse - ez if with_entropy else torch.zeros_like(logp)
         return logp, entropy
 
@@ -98,7 +105,9 @@ class _ChunkLogProbs(torch.autograd.Function):
     @staticmethod
     def _backward(ctx, g_logp, g_entropy):
         hidden, weight, targets, lse, ez = ctx.saved_tensors
-        z = _logits(hidden, weight, ctx.temperature)
+        z, ctx.logits = ctx.logits, None
+        if z is None:
+            z = _logits(hidden, weight, ctx.temperature)
         p = z.sub(lse[:, None]).exp_()
         if ctx.with_entropy and g_entropy is not None:
             # -g_H * p * (z - E[z]) - g_logp * p, the onehot term added below
@@ -113,7 +122,7 @@ class _ChunkLogProbs(torch.autograd.Function):
             grad.div_(ctx.temperature)
         grad_hidden = (grad @ weight.float()).to(hidden.dtype)
         grad_weight = (grad.t() @ hidden.float()).to(weight.dtype)
-        return grad_hidden, grad_weight, None, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None, None
 
 
 def token_logprobs(
@@ -125,18 +134,21 @@ def token_logprobs(
     with_entropy: bool = False,
     chunk: int = 1024,
     shard: VocabShard | None = None,
+    keep_bytes: int = 0,
 ) -> tuple[Tensor, Tensor | None]:
     """log softmax(h W^T / T)[target] and (optionally) the entropy, per token, in float32.
 
     Shapes: hidden [M, H], weight [V, H] (the LM head, or this rank's rows of it with
-    ``shard``), targets [M] -> logp [M], entropy [M].
+    ``shard``), targets [M] -> logp [M], entropy [M]. Under autograd, the chunks keep their
+    logits for the backward when all of them (M x V x 4 bytes) fit ``keep_bytes``.
     """
     logps, ents = [], []
     grad = torch.is_grad_enabled() and (hidden_MH.requires_grad or weight_VH.requires_grad)
+    keep = hidden_MH.shape[0] * weight_VH.shape[0] * 4 <= keep_bytes
     for start in range(0, hidden_MH.shape[0], chunk):
         h, t = hidden_MH[start : start + chunk], targets_M[start : start + chunk]
         if grad:
-            lp, ent = _ChunkLogProbs.apply(h, weight_VH, t, temperature, with_entropy, shard)
+            lp, ent = _ChunkLogProbs.apply(h, weight_VH, t, temperature, with_entropy, shard, keep)
         else:
             lp, lse, ez = _stats(_logits(h, weight_VH, temperature), t, with_entropy, shard)
             ent = lse - ez if with_entropy else None

@@ -246,6 +246,7 @@ PINNED = {
     "actor.max_tokens_per_micro_batch": 8192,
     "actor.activation_checkpointing": False,
     "actor.logprob_chunk_size": 1024,
+    "actor.logprob_keep_logits_mb": 256,
     "actor.share_prompts": False,
     "actor.optim.lr": 1e-06,
     "actor.optim.betas": [0.9, 0.999],

@@ -105,7 +105,7 @@ def test_shared_forward_equals_per_sample_forward_with_gradients(tiny_model):
     assert p.prompts.input_ids.shape == (3, 6)
     sp = p.prompts
     lp, ent = _PackedLM(model)(
-        p.input_ids, p.position_ids, p.attention_mask, p.predict_pos, p.targets, 1.0, True, 4,
+        p.input_ids, p.position_ids, p.attention_mask, p.predict_pos, p.targets, 1.0, True, 4, 0,
         sp.input_ids, sp.position_ids, sp.attention_mask, sp.of_row,
     )  # fmt: skip
     (p.scatter(lp) * weights).sum().backward()
@@ -304,3 +304,38 @@ def test_bfloat16_hidden_states_get_float32_logprobs_and_their_own_dtype_back():
     torch.testing.assert_close(lp.detach(), ref)
     gh, gw = torch.autograd.grad(lp.sum(), (h, w))
     assert gh.dtype == torch.bfloat16 and gw.dtype == torch.float32
+
+
+@pytest.mark.parametrize("with_entropy", [True, False])
+def test_kept_logits_give_the_recomputed_numbers_with_one_gemm_fewer(monkeypatch, with_entropy):
+    """Within ``keep_bytes`` each chunk keeps its logits for the backward: the same log-probs,
+    entropies and gradients bit for bit, and the LM head runs once per chunk instead of twice;
+    one byte short of the logits' size, it recomputes."""
+    from logics_rl.engines.train import logprob
+
+    g = torch.Generator().manual_seed(4)
+    h0 = torch.randn(23, 12, generator=g)
+    w0 = torch.randn(40, 12, generator=g)
+    t = torch.randint(0, 40, (23,), generator=g)
+    a, b = torch.randn(23, generator=g), torch.randn(23, generator=g)
+    calls = []
+    plain = logprob._logits
+    monkeypatch.setattr(logprob, "_logits", lambda *x: calls.append(1) or plain(*x))
+
+    def run(keep_bytes):
+        calls.clear()
+        h, w = h0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+        lp, ent = token_logprobs(
+            h, w, t, temperature=0.7, with_entropy=with_entropy, chunk=5, keep_bytes=keep_bytes
+        )
+        loss = (a * lp).sum() + ((b * ent).sum() if with_entropy else 0.0)
+        loss.backward()
+        return [lp, ent, h.grad, w.grad], len(calls)
+
+    size = 23 * 40 * 4  # the call's float32 logits
+    kept, kept_calls = run(size)
+    recomputed, recomputed_calls = run(size - 1)
+    assert (kept_calls, recomputed_calls) == (5, 10)  # 5 chunks of 5 tokens (the last 3)
+    for x, y in zip(kept, recomputed):
+        if x is not None:
+            assert torch.equal(x, y)

@@ -193,7 +193,9 @@ class _MegatronLM(nn.Module):
         shard = VocabShard(mpu.get_tensor_model_parallel_group(), r * rows) if tp > 1 else None
         return weight[:valid], shard
 
-    def forward(self, mb: dict, temperature: float, with_entropy: bool, chunk: int):
+    def forward(
+        self, mb: dict, temperature: float, with_entropy: bool, chunk: int, keep_bytes: int = 0
+    ):
         from megatron.core.tensor_parallel import (
             copy_to_tensor_model_parallel_region,
             gather_from_sequence_parallel_region,
@@ -231,6 +233,7 @@ class _MegatronLM(nn.Module):
                 with_entropy=with_entropy,
                 chunk=chunk,
                 shard=shard,
+                keep_bytes=keep_bytes,
             )
 
 
@@ -451,6 +454,10 @@ class MegatronEngine(TrainEngine):
                 forward_only=forward_only,
             )
 
+    def _head_args(self) -> tuple[int, int]:
+        """(tokens per LM-head chunk, bytes of logits a micro-batch keeps for its backward)."""
+        return self.cfg.logprob_chunk_size, self.cfg.logprob_keep_logits_mb << 20
+
     # ------------------------------------------------------------------ protocol
     @torch.no_grad()
     def compute_log_prob(
@@ -460,7 +467,7 @@ class MegatronEngine(TrainEngine):
         B, R = batch["response_ids"].shape
         logp = torch.zeros(B, R, dtype=torch.float32)
         ent = torch.zeros(B, R, dtype=torch.float32) if with_entropy else None
-        self._fwd_args = (temperature, with_entropy, self.cfg.logprob_chunk_size)
+        self._fwd_args = (temperature, with_entropy, *self._head_args())
 
         def step(mb, packed, rows):
             def collect(out):
@@ -485,7 +492,7 @@ class MegatronEngine(TrainEngine):
         self.module.train()
         micro = self._micro_batches(batch)
         losses = MicroBatchLosses(loss_fn, self.device, needs_entropy)
-        self._fwd_args = (temperature, needs_entropy, self.cfg.logprob_chunk_size)
+        self._fwd_args = (temperature, needs_entropy, *self._head_args())
 
         def step(mb, packed, rows):
             def loss_func(out):
