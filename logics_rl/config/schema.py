@@ -250,7 +250,7 @@ class TrainEngineConfig:
     activation_checkpointing: bool = False
     logprob_chunk_size: int = 1024  # tokens per LM-head chunk (bounds float32 logits memory)
     # A micro-batch's float32 logits (predicted tokens x vocab x 4 bytes) up to this size are
-    # kept for the backward instead of recomputed: one LM-head GEMM fewer, the same numbers.
+    # kept for the backward instead of recomputed: one LM-head GEMM fewer of four.
     logprob_keep_logits_mb: int = 256
     # FSDP2 with sdpa / eager attention (CPU): the samples of a prompt in a micro-batch run the
     # prompt once (a KV cache shared by its samples; packing.py), when that plan costs a tenth

@@ -149,7 +149,7 @@ def emulated_dtype_warnings(cfg: Any, emulated: set[str]) -> list[str]:
     """One line per ``dtype`` setting of ``cfg`` that the workers' CPU emulates."""
     return [
         f"{key}={name} on a CPU without {name} matmul instructions ({_NATIVE[name]}): torch "
-        f"emulates it, 50-180x slower than float32; set {key}=float32"
+        f"emulates it, tens to hundreds of times slower than float32; set {key}=float32"
         for key, name in emulated_dtype_keys(cfg, emulated)
     ]
 

@@ -15,8 +15,9 @@ product and sum tensors (the generic path through ``torch.utils.checkpoint`` ran
 forward plus every op's backward, each a pass over the [chunk, V] logits).
 
 When a call's float32 logits fit ``keep_bytes`` (``actor.logprob_keep_logits_mb``), each chunk
-keeps them for its backward instead: one LM-head GEMM fewer out of four (the same numbers, the
-GEMM would recompute them bit for bit). At a 49k vocabulary that is 1,000 tokens per 200 MB.
+keeps them for its backward instead: one LM-head GEMM fewer out of four, and the backward uses
+the forward's own logits (a recomputation equals them up to the GEMM kernel's rounding). At a
+49k vocabulary that is 1,000 tokens per 200 MB.
 """
 
 from __future__ import annotations
