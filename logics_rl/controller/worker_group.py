@@ -25,6 +25,7 @@ is reported in minutes, not after an hour. While a call is pending, a line every
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -48,16 +49,31 @@ DEFAULT_TIMEOUT_S = 3600.0
 FIRST_CALL_HINT = "raise cluster.call_timeout_s if the work is legitimately long"
 
 
-def _rendezvous() -> tuple[str, int, str | None, str]:
-    """Where slot 0 runs: (node IP, a free port, loopback interface name, temp directory)."""
+def _rendezvous() -> tuple[str, int, str | None, str, str]:
+    """Where slot 0 runs: (node IP, a free port, loopback interface name, temp directory, Ray
+    node id)."""
     import tempfile
+
+    import ray
 
     from logics_rl.controller.worker import loopback_interface
 
-    return node_ip(), free_port(), loopback_interface(), tempfile.gettempdir()
+    node = ray.get_runtime_context().get_node_id()
+    return node_ip(), free_port(), loopback_interface(), tempfile.gettempdir(), node
 
 
-def _rendezvous_env(pool, probe: tuple[str, int, str | None, str]) -> dict[str, str]:
+def _remove_rendezvous_file(path: str | None, node_id: str) -> None:
+    """The FileStore's file of a killed group (its ranks never destroy their process group, so
+    torch does not remove it), when it lies on the driver's node; on another node it stays in
+    that node's temp directory (a few kB)."""
+    import ray
+
+    if path and node_id == ray.get_runtime_context().get_node_id():
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path.removeprefix("file://"))
+
+
+def _rendezvous_env(pool, probe: tuple[str, int, str | None, str, str]) -> dict[str, str]:
     """The environment that lets a group's ranks form their ``torch.distributed`` world.
 
     Across nodes: a TCP store at slot 0's node (``MASTER_ADDR`` / ``MASTER_PORT``). On one node
@@ -66,7 +82,7 @@ def _rendezvous_env(pool, probe: tuple[str, int, str | None, str]) -> dict[str, 
     (``GLOO_SOCKET_IFNAME``, unless the driver's environment sets it)."""
     import uuid
 
-    addr, port, loopback, tmp = probe
+    addr, port, loopback, tmp, _ = probe
     env = {"MASTER_ADDR": addr, "MASTER_PORT": str(port)}
     if len(pool.process_on_nodes) == 1 and loopback:
         path = os.path.join(tmp, f"logics_rl-rdzv-{uuid.uuid4().hex}")
@@ -301,7 +317,9 @@ class WorkerGroup:
         self.repeat_factor, self.repeat_min_s = repeat_factor, repeat_min_s
         self.heartbeat_s = heartbeat_s
         self._longest: dict[str, float] = {}
-        self.actors, where = _spawn(pool, worker_cls, args, kwargs, env, timeout_s, heartbeat_s)
+        self.actors, where, self._rdzv_file = _spawn(
+            pool, worker_cls, args, kwargs, env, timeout_s, heartbeat_s
+        )
         self._nodes = [ip for ip, _, _ in where]
         self._pids = [pid for _, pid, _ in where]
         self.node_ids = [node for _, _, node in where]  # Ray node id of each rank
@@ -454,6 +472,7 @@ class WorkerGroup:
 
         for a in self.actors:
             ray.kill(a, no_restart=True)
+        _remove_rendezvous_file(self._rdzv_file, self.node_ids[0])
 
 
 def _spawn(
@@ -464,9 +483,10 @@ def _spawn(
     env: dict[str, str] | None,
     timeout_s: float,
     heartbeat_s: float,
-) -> tuple[list[Any], list[tuple[str, int, str]]]:
+) -> tuple[list[Any], list[tuple[str, int, str]], str | None]:
     """Create one actor per slot, with rank / rendezvous environment, and wait until constructed;
-    returns the actors and where each runs (node IP, process id, Ray node id)."""
+    returns the actors, where each runs (node IP, process id, Ray node id) and the rendezvous
+    file (``file://...``; None: a TCP store)."""
     import ray
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -478,7 +498,9 @@ def _spawn(
             placement_group=slots[0].placement_group, placement_group_bundle_index=0
         )
     )
-    rendezvous = _rendezvous_env(pool, ray.get(probe.remote(), timeout=pool.ready_timeout_s))
+    where0 = ray.get(probe.remote(), timeout=pool.ready_timeout_s)
+    rendezvous = _rendezvous_env(pool, where0)
+    rdzv_file, rdzv_node = rendezvous.get("LOGICS_RL_INIT_METHOD"), where0[-1]
     remote_cls = ray.remote(worker_cls)
     actors = []
     for rank, slot in enumerate(slots):
@@ -508,8 +530,9 @@ def _spawn(
     except BaseException:
         for a in actors:  # the ranks that did start would otherwise hold their slots
             ray.kill(a, no_restart=True)
+        _remove_rendezvous_file(rdzv_file, rdzv_node)
         raise
-    return actors, where
+    return actors, where, rdzv_file
 
 
 NODE_DOWN_WAIT_S = 15.0

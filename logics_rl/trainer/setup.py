@@ -3,6 +3,7 @@ worker group."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import Any
@@ -111,6 +112,7 @@ def start_workers(cfg: Config, worker_cls: type, *args, console=None):
     from logics_rl.controller import WorkerGroup
 
     pool = make_pool(cfg)
+    group = None
     try:
         c = cfg.cluster
         group = WorkerGroup(
@@ -126,6 +128,9 @@ def start_workers(cfg: Config, worker_cls: type, *args, console=None):
         threads = sorted(set(group.threads()))
         emulated = set() if pool.use_gpu else group.cpu_emulated_dtypes()
     except BaseException:
+        if group is not None:
+            with contextlib.suppress(Exception):  # the original error is the one to report
+                group.kill()  # and its rendezvous file
         pool.remove()  # kills the actors placed in it too
         raise
     if console is not None:

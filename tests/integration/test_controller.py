@@ -265,9 +265,12 @@ def test_one_node_world_listens_on_loopback_only(ray_cluster):
     group = WorkerGroup(pool, Echo, timeout_s=60)
     try:
         (opened0, sum0), (opened1, sum1) = group.sockets_opened_by_init(1.5)
+        store = group._rdzv_file.removeprefix("file://")
+        assert os.path.exists(store)
     finally:
         group.kill()
         pool.remove()
+    assert not os.path.exists(store)  # killed ranks never destroy their group: kill removes it
     assert sum0 == sum1 == 4.5  # ranks contribute 1*v and 2*v
     opened = opened0 + opened1
     assert opened, "gloo's pairs listen somewhere: the check must see them"
