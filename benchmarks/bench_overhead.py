@@ -11,8 +11,9 @@
 2. **raw engines**: one process, no Ray, the same engines built by the same factories from the
    same config: vLLM generates the same prompts (the first ``prompts_per_step`` rows of the run's
    training file, rendered by the same loader) x ``rollout.n`` samples of the same fixed length,
-   the train engine runs one ``train_step`` on them (the same PPO-clip loss), and the weights go
-   back through ``update_weights``. Nothing else: no reward, no parity probe, no dispatch.
+   the train engine runs one ``train_step`` on them (the same PPO-clip loss, the entropy computed
+   as the actor does at every update), and the weights go back through ``update_weights``.
+   Nothing else: no reward, no parity probe, no dispatch.
 
 Overhead = library step / (generate + train step + weight sync) - 1: what Ray dispatch, batch
 transfer, scoring, advantages, the parity probe and the loop's bookkeeping add.
@@ -115,7 +116,9 @@ def raw(a, run_dir: Path) -> dict:
             {"prompt_ids": ids, "prompt_mask": mask, "response_ids": torch.tensor(g.response_ids),
              "response_mask": full, "loss_mask": full, "rollout_logp": torch.tensor(g.logprobs)}
         )  # fmt: skip
-        eng.train_step(b, actor._loss_fn(b, TrainBatch(b).behaviour), temperature=1.0)
+        # the entropy too: the actor computes it at every update (workers/actor.py)
+        loss_fn = actor._loss_fn(b, TrainBatch(b).behaviour)
+        eng.train_step(b, loss_fn, temperature=1.0, needs_entropy=True)
         t2 = time.perf_counter()
         vllm.update_weights(eng.named_parameters_for_export())
         t3 = time.perf_counter()
