@@ -1,6 +1,6 @@
 """The library's overhead over its raw engines, on one RL step's work.
 
-    python benchmarks/bench_overhead.py [--steps 4] [overrides...]
+    python benchmarks/bench_overhead.py [--steps 4] [--rounds 2] [overrides...]
 
 1. **library**: ``python -m logics_rl.main --config recipes/smollm2_arith_cpu.yaml`` (Ray, one
    hybrid worker, vLLM CPU + FSDP2, math-verify in its worker process) for ``--steps`` steps,
@@ -14,6 +14,10 @@
    the train engine runs one ``train_step`` on them (the same PPO-clip loss, the entropy computed
    as the actor does at every update), and the weights go back through ``update_weights``.
    Nothing else: no reward, no parity probe, no dispatch.
+
+Each round runs both sides as separate processes, in alternating order ((library, raw), then
+(raw, library), ...), so both see the same machine drift; the medians pool every round's steps
+after the first. Nothing samples the processes while they run (see ``common.TreeSampler``).
 
 Overhead = library step / (generate + train step + weight sync) - 1: what Ray dispatch, batch
 transfer, scoring, advantages, the parity probe and the loop's bookkeeping add.
@@ -58,13 +62,16 @@ def library(a, run_dir: Path) -> dict:
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "logics_rl.main", "--config", str(RECIPE)]
     cmd += [f"trainer.run_dir={run_dir}", f"trainer.total_steps={a.steps}", *COMMON, *a.overrides]
-    run_logged(cmd, run_dir.with_suffix(".log"), dict(os.environ))
+    # no memory sampling: reading the tree's PSS every second stalls the worker (common.py)
+    run_logged(cmd, run_dir.with_suffix(".log"), dict(os.environ), memory=False)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "time/step" in r][1:]
-    med = lambda k: statistics.median(r.get(k, 0.0) for r in steps)  # noqa: E731
     keys = ("step", "generate", "reward", "old_logp", "advantages", "update", "sync", "other")
-    return {k: med(f"time/{k}") for k in keys}
+    out = {k: [r.get(f"time/{k}", 0.0) for r in steps] for k in keys}
+    # the update's own time in the worker (time/update adds dispatch and transfer)
+    out["update_worker"] = [r.get("actor/update_seconds", 0.0) for r in steps]
+    return out
 
 
 def raw(a, run_dir: Path) -> dict:
@@ -125,12 +132,13 @@ def raw(a, run_dir: Path) -> dict:
         times["generate"].append(t1 - t0)
         times["update"].append(t2 - t1)
         times["sync"].append(t3 - t2)
-    return {k: statistics.median(v[1:]) for k, v in times.items()}
+    return {k: v[1:] for k, v in times.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=4, help="steps per side; the first is warm-up")
+    ap.add_argument("--rounds", type=int, default=2, help="library / raw runs, order alternated")
     ap.add_argument("--workdir", default=str(HERE / ".overhead-runs"))
     ap.add_argument("--raw", default=None, help=argparse.SUPPRESS)  # child: engines alone
     ap.add_argument("overrides", nargs="*", metavar="key=value")
@@ -138,20 +146,47 @@ def main() -> None:
     if a.raw:
         print(json.dumps(raw(a, Path(a.raw))))
         return
-    run_dir = Path(a.workdir) / "library"
-    lib = library(a, run_dir)
-    out = subprocess.run(
-        [sys.executable, __file__, "--steps", str(a.steps), "--raw", str(run_dir), *a.overrides],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    eng = json.loads(out.stdout.strip().splitlines()[-1])
+    lib: dict[str, list[float]] = {}
+    eng: dict[str, list[float]] = {}
+
+    def add(into: dict, got: dict) -> None:
+        for k, v in got.items():
+            into.setdefault(k, []).extend(v)
+
+    def run_raw(run_dir: Path) -> dict:
+        out = subprocess.run(
+            [sys.executable, __file__, "--steps", str(a.steps), "--raw", str(run_dir),
+             *a.overrides],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    # alternate the order (library, raw), (raw, library), ...: both see the same machine drift;
+    # the raw side reads the prompts the library's last run wrote
+    last = None
+    for r in range(a.rounds):
+        run_dir = Path(a.workdir) / f"library-{r}"
+        if r % 2 == 0 or last is None:
+            add(lib, library(a, run_dir))
+            add(eng, run_raw(run_dir))
+        else:
+            add(eng, run_raw(last))
+            add(lib, library(a, run_dir))
+        last = run_dir
+    per_round = [f"{x:.1f}" for x in lib["step"]]
+    raw_steps = [f"{sum(x):.1f}" for x in zip(eng["generate"], eng["update"], eng["sync"])]
+    lib = {k: statistics.median(v) for k, v in lib.items()}
+    eng = {k: statistics.median(v) for k, v in eng.items()}
     total = eng["generate"] + eng["update"] + eng["sync"]
     print(f"machine: {machine()}; date {today()}")
-    print(f"work: {RECIPE.name} + {' '.join(a.overrides) or 'no overrides'}; median of steps 2..")
+    print(f"work: {RECIPE.name} + {' '.join(a.overrides) or 'no overrides'}; {a.rounds} rounds, "
+          f"order alternated; median over the rounds' steps 2..{a.steps}")  # fmt: skip
+    print(f"step times: library {' '.join(per_round)}; raw {' '.join(raw_steps)}")
     print("| phase | library (s) | raw engines (s) |")
     print("|---|---:|---:|")
     for k in ("generate", "update", "sync"):
         print(f"| {k} | {lib[k]:.2f} | {eng[k]:.2f} |")
+    print(f"| (update inside the worker) | {lib['update_worker']:.2f} | - |")
     rest = lib["step"] - lib["generate"] - lib["update"] - lib["sync"]
     print(f"| reward, advantages, other | {rest:.2f} | - |")
     print(f"| **step** | **{lib['step']:.2f}** | **{total:.2f}** |")

@@ -156,14 +156,17 @@ def write_prompts(path: Path, count: int, model: str) -> None:
 
 
 # --------------------------------------------------------------------------- memory
-def run_logged(cmd: list[str], log: Path, env: dict[str, str]) -> dict[str, float]:
-    """Run ``cmd`` with its output in ``log``; returns the process tree's peak memory."""
+def run_logged(
+    cmd: list[str], log: Path, env: dict[str, str], memory: bool = True
+) -> dict[str, float]:
+    """Run ``cmd`` with its output in ``log``; returns the process tree's peak memory (unless
+    ``memory`` is false: then nothing samples the run)."""
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        mem = TreeSampler(proc.pid, every_s=1.0)
+        mem = TreeSampler(proc.pid, every_s=1.0) if memory else None
         rc = proc.wait()
-        peak = mem.stop()
+        peak = mem.stop() if mem else {}
     if rc != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-4000:]
         raise RuntimeError(f"{cmd[:4]} exited with {rc}; last lines of {log}:\n{tail}")

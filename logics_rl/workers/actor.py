@@ -13,6 +13,7 @@ that drew them, and an update that treats samples as on-policy refuses any of an
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -100,6 +101,7 @@ class ActorRole:
             )
         if train.behaviour == Behaviour.on_policy:
             self._check_on_policy(train)
+        t0 = time.perf_counter()
         results: list[tuple[dict[str, float], float]] = []
         for epoch in range(spec.epochs):
             for part in self._shuffled(batch, epoch).chunk(spec.mini_batches):
@@ -112,7 +114,10 @@ class ActorRole:
                 )
                 results.append((metrics, float(part[LOSS_MASK].sum())))
         self.updates += 1
-        return self._merge(results)
+        out = self._merge(results)
+        # the update's own time on this rank; the driver's time/update adds dispatch and transfer
+        out["actor/update_seconds"] = time.perf_counter() - t0
+        return out
 
     def _check_on_policy(self, train: TrainBatch) -> None:
         """On-policy means: every sample drawn by the current weights, and one optimizer step."""

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import sys
+import time
 
 import pytest
 import torch
@@ -240,10 +241,14 @@ def test_update_actor_then_sync(hybrid, prompts, tiny_model, train_batch):
         return float((batch["advantages"] * logp * mask).sum() / tokens)
 
     before = group.export_state()[0]
+    t0 = time.perf_counter()
     (metrics,) = group.update_actor(batch)
+    driver_s = time.perf_counter() - t0
     after = group.export_state()[0]
 
     assert metrics["actor/optimizer_steps"] == 1.0
+    # the worker's own time in the update: part of what the driver waited for
+    assert 0 < metrics["actor/update_seconds"] <= driver_s
     assert metrics["actor/lr"] == pytest.approx(LR)
     assert math.isfinite(metrics["actor/grad_norm"]) and metrics["actor/grad_norm"] > 0
     # on-policy (old_logp from the same weights): ratio 1, PPO loss = -sum(A) / N
