@@ -44,8 +44,9 @@ The two sides alternate as full short runs (TRL then logics-rl, then logics-rl t
 ``--rounds`` times), so both see the same machine load. Per side: the median seconds per step over
 the steps after ``--warmup``, the phase split, training tokens/s (valid prompt + response tokens
 trained on, per second of the training phase), the peak memory of the whole process tree (the
-logics-rl driver, Ray's processes and its worker; TRL's single process), sampled every second with
-psutil as the sum of RSS and of PSS (PSS counts pages shared between processes once), and the
+logics-rl driver, Ray's processes and its worker; TRL's single process) as the sum of RSS (read every
+second) and of PSS (PSS counts pages shared between processes once; read at new RSS peaks and every
+15 s, since reading it stalls the process: ``common.TreeSampler``), and the
 ratio TRL / logics-rl. A table is printed and everything (with versions and the machine) is
 written to ``--out``. Startup (model load, Ray, vLLM engine) is not in the step times.
 """
