@@ -4,7 +4,8 @@
 that borrow) and runs SFT -> failure loop -> RL. Per seed, this script runs that recipe (arm
 ``loop``) and then, from the same SFT model, the same RL stage on the original training set
 (arm ``base``: ``mode=rl model.path=<loop run>/sft/hf``): equal RL steps, prompts per step and
-samples. Both end with the held-out validation (``validation.k`` samples per problem), overall
+samples (with ``failure_loop.sft_steps``, the loop arm's RL starts from the continued SFT
+model; the base arm's from stage one's). Both end with the held-out validation (``validation.k`` samples per problem), overall
 and per data source; ``sub_2d_borrow`` is the weak slice.
 
     python benchmarks/bench_failure_loop.py --out runs/bench_failure_loop --seeds 0 1 2
@@ -84,7 +85,7 @@ def main() -> None:
         with open(f"{d}/loop/failure_loop/report.json") as fh:
             report = {s["name"]: s for s in json.load(fh)["steps"]}
         row = {
-            "sft": scores(loop["SFT (stage one)"]),
+            "sft": scores(loop.get("SFT (stage one)", base["initial policy"])),
             "sft_seen_by_base": scores(base["initial policy"]),
             "base": scores(base["after RL"]),
             "loop": scores(loop["SFT + RL (stage two)"]),
@@ -96,12 +97,15 @@ def main() -> None:
                      "filtered": report["filter"]["dropped"],
                      "mix": report["mix"]["extra"]},
         }  # fmt: skip
+        if "SFT + continued SFT" in loop:  # failure_loop.sft_steps: RL started from it
+            row["continued_sft"] = scores(loop["SFT + continued SFT"])
         results["seeds"][seed] = row
         with open(os.path.join(out, "results.json"), "w") as fh:
             json.dump(results, fh, indent=2)
+        arms = ("sft", "continued_sft", "base", "loop")
         print(f"seed {seed}: " + "  ".join(
             f"{arm} overall {row[arm]['overall']:.3f} weak {row[arm][WEAK]:.3f}"
-            for arm in ("sft", "base", "loop")
+            for arm in arms if arm in row
         ), flush=True)  # fmt: skip
     rows = list(results["seeds"].values())
     for part in ("overall", WEAK, "add_2d", "sub_2d"):

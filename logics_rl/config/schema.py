@@ -708,6 +708,10 @@ class FailureLoopConfig:
     verify: AgreementConfig = field(default_factory=AgreementConfig)
     decontaminate_against: list[str] = field(default_factory=list)  # plus data.val_files
     mix_ratio: float = 0.3  # the synthesized share of stage two's prompts
+    # mode sft_rl: SFT steps on the loop's worked solutions (mixed into sft.train_files at
+    # mix_ratio) between the loop and RL; 0: none. For slices the model cannot solve at all.
+    sft_steps: int = 0
+    sft_lr: float | None = None  # None: sft.optim.lr
     seed: int = 0
 
 

@@ -6,7 +6,8 @@
     curate   the data engine: raw question / answer files in, SFT and RL sets out
     eval     evaluate model.path (an HF directory or a checkpoint) on benchmark files
     failure_loop   model.path's verified failures -> targeted RL data (also inside sft_rl when
-             failure_loop.enabled: SFT, the loop on the SFT model, RL on the mixed data)
+             failure_loop.enabled: SFT, the loop on the SFT model, RL on the mixed data; with
+             failure_loop.sft_steps, SFT on the loop's worked solutions before RL)
 
 A stage is an object with a ``name`` and ``run(ctx) -> StageOutput``; it reads the model the
 previous stage produced from the context and leaves its own (an HF directory) plus the held-out
@@ -47,6 +48,8 @@ class RunContext:
     console: Console
     model_path: str  # the current model: model.path, then each stage's output
     stages: int = 1  # how many stages the run has (a lone stage writes into run_dir itself)
+    loop_sft_file: str | None = None  # the failure loop's continued-SFT set, when it wrote one
+    before_rl: str = "SFT (stage one)"  # what the RL stage starts from, in the report
 
 
 @contextlib.contextmanager
@@ -64,14 +67,16 @@ def _stage_dir(ctx: RunContext, name: str) -> str:
     return ctx.run_dir if ctx.stages == 1 else os.path.join(ctx.run_dir, name)
 
 
-def _with_restarts(ctx: RunContext, name: str, body):
-    """``body(cfg)``, again after a worker died or hung, up to ``trainer.max_restarts`` times:
+def _with_restarts(ctx: RunContext, name: str, body, cfg: Config | None = None):
+    """``body(cfg)`` (``cfg``: the run's by default), again after a worker died or hung, up to
+    ``trainer.max_restarts`` times:
     the failed trainer is shut down (its workers killed, its resources released) and a new one
     resumes from the stage's latest complete checkpoint, as a re-run of the command would."""
     from logics_rl.checkpoint import find_latest
     from logics_rl.controller.errors import WorkerDiedError, WorkerTimeoutError
 
-    cfg, limit = ctx.cfg, ctx.cfg.trainer.max_restarts
+    cfg = cfg or ctx.cfg
+    limit = cfg.trainer.max_restarts
     for attempt in range(limit + 1):
         try:
             return body(cfg)
@@ -120,7 +125,7 @@ class RLStage:
 
         trainer, after = _with_restarts(ctx, self.name, body)
         two = ctx.stages > 1
-        before_title = "SFT (stage one)" if two else "initial policy"
+        before_title = ctx.before_rl if two else "initial policy"
         after_title = "SFT + RL (stage two)" if two else "after RL"
         report = {before_title: trainer.initial_val, after_title: after}
         return StageOutput(ctx.model_path, after, report)
@@ -168,7 +173,53 @@ class FailureLoopStage:
         data = dataclasses.replace(ctx.cfg.data, train_files=[report["train_file"]])
         ctx.cfg = dataclasses.replace(ctx.cfg, data=data)
         ctx.console.print(f"stage two trains on {report['train_file']}", highlight=False)
+        ctx.loop_sft_file = report.get("sft_file")
         return StageOutput(ctx.model_path)
+
+
+class ContinueSFTStage:
+    """``failure_loop.sft_steps`` SFT steps from the current model on the loop's continued-SFT
+    set (``failure_loop/output/sft.jsonl``: ``sft.train_files`` plus the worked solutions of the
+    synthesized questions at ``mix_ratio``), before RL. RL cannot learn a slice the model never
+    solves (every sample of such a prompt fails: no advantage, and the zero-variance filter drops
+    the group); a worked solution can teach it. The same SFT settings as stage one except the
+    step count, the learning rate (``failure_loop.sft_lr``) and the warm-up (at most a tenth of
+    the steps)."""
+
+    name = "sft_continue"
+
+    def run(self, ctx: RunContext) -> StageOutput:
+        from logics_rl.trainer.sft import SFTTrainer
+
+        lc, sft = ctx.cfg.failure_loop, ctx.cfg.sft
+        if not ctx.loop_sft_file:
+            ctx.console.print(
+                "[yellow]failure loop: no synthesized question has a worked solution; no "
+                "continued SFT[/yellow]", highlight=False,
+            )  # fmt: skip
+            return StageOutput(ctx.model_path)
+        optim = dataclasses.replace(
+            sft.optim,
+            lr=lc.sft_lr if lc.sft_lr is not None else sft.optim.lr,
+            warmup_steps=min(sft.optim.warmup_steps, lc.sft_steps // 10),
+        )
+        cont = dataclasses.replace(
+            sft, train_files=[ctx.loop_sft_file], total_steps=lc.sft_steps, optim=optim
+        )
+
+        def body(cfg: Config) -> tuple[dict[str, float], str]:
+            with _trainer(SFTTrainer, ctx, self.name, cfg) as trainer:
+                metrics = trainer.fit()
+                return metrics, trainer.export_hf(os.path.join(trainer.run_dir, "hf"))
+
+        cfg = dataclasses.replace(ctx.cfg, sft=cont)
+        metrics, hf = _with_restarts(ctx, self.name, body, cfg)
+        ctx.before_rl = "SFT + continued SFT"
+        ctx.console.print(
+            f"continued SFT on {ctx.loop_sft_file} ({lc.sft_steps} steps): model {hf}",
+            highlight=False,
+        )
+        return StageOutput(hf, metrics)
 
 
 class EvalStage:
@@ -198,6 +249,7 @@ STAGES = {
     "curate": CurateStage,
     "eval": EvalStage,
     "failure_loop": FailureLoopStage,
+    "sft_continue": ContinueSFTStage,
 }
 MODES = {
     Mode.rl: ["rl"],
@@ -211,10 +263,12 @@ MODES = {
 
 def stage_names(cfg: Config) -> list[str]:
     """The stages of ``cfg.mode``; ``sft_rl`` with ``failure_loop.enabled`` runs the loop
-    between SFT and RL."""
+    between SFT and RL (and, with ``failure_loop.sft_steps``, continued SFT after it)."""
     names = list(MODES[cfg.mode])
     if cfg.mode == Mode.sft_rl and cfg.failure_loop.enabled:
         names.insert(1, "failure_loop")
+        if cfg.failure_loop.sft_steps > 0:
+            names.insert(2, "sft_continue")
     return names
 
 

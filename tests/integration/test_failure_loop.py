@@ -93,7 +93,8 @@ def test_retrieve_synthesize_and_verify_with_a_served_teacher(ray_cluster, tiny_
 
 
 def test_sft_rl_runs_the_loop_between_the_stages(ray_cluster, tmp_path):
-    """``mode: sft_rl`` with ``failure_loop.enabled``: SFT, the loop on the SFT model, and RL on
+    """``mode: sft_rl`` with ``failure_loop.enabled``: SFT, the loop on the SFT model, continued
+    SFT on the loop's worked solutions (``failure_loop.sft_steps``), and RL from that model on
     the loop's mix (the RL stage's training set is the mixed file)."""
     from logics_rl.main import QUICKSTART
     from logics_rl.tracking import read_metrics
@@ -108,6 +109,7 @@ def test_sft_rl_runs_the_loop_between_the_stages(ray_cluster, tmp_path):
             "failure_loop.max_probes=8",
             "failure_loop.k=2",
             "failure_loop.synthesizer.per_failure=2",
+            "failure_loop.sft_steps=2",
             "curate.workers=1",
             "curate.dedup.near=false",
             "sft.total_steps=3",
@@ -128,7 +130,7 @@ def test_sft_rl_runs_the_loop_between_the_stages(ray_cluster, tmp_path):
     )
     out = io.StringIO()
     outputs = run(cfg, Console(file=out, width=200))
-    assert list(outputs) == ["sft", "failure_loop", "rl"]
+    assert list(outputs) == ["sft", "failure_loop", "sft_continue", "rl"]
     text = out.getvalue()
     mixed = os.path.join(run_dir, "failure_loop", "output", "rl.jsonl")
     assert f"stage two trains on {mixed}" in text
@@ -139,3 +141,21 @@ def test_sft_rl_runs_the_loop_between_the_stages(ray_cluster, tmp_path):
     with open(ckpt, encoding="utf-8") as fh:
         assert mixed in fh.read()  # the RL stage was configured with the mix
     assert [r["step"] for r in read_metrics(os.path.join(run_dir, "rl", "metrics.jsonl"))] == [1]
+    # continued SFT: 2 steps on the loop's SFT set, which holds the synthesized questions' worked
+    # solutions; RL started from its model
+    out_dir = os.path.join(run_dir, "failure_loop", "output")
+    cont = os.path.join(out_dir, "sft.jsonl")
+    assert f"continued SFT on {cont} (2 steps)" in text
+    steps = read_metrics(os.path.join(run_dir, "sft_continue", "metrics.jsonl"))
+    assert [r["step"] for r in steps if "sft/loss" in r] == [1, 2]
+    ckpt = os.path.join(run_dir, "sft_continue", "checkpoints", "step_2", "config.yaml")
+    with open(ckpt, encoding="utf-8") as fh:
+        assert cont in fh.read()
+    with open(mixed, encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    synth = {r["prompt"] for r in rows if "synthesized_for" in (r.get("extras") or {})}
+    with open(cont, encoding="utf-8") as fh:
+        taught = {json.loads(line)["messages"][0]["content"] for line in fh}
+    assert synth & taught
+    assert outputs["sft_continue"].model_path == os.path.join(run_dir, "sft_continue", "hf")
+    assert outputs["rl"].model_path == outputs["sft_continue"].model_path

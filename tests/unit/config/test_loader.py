@@ -407,6 +407,8 @@ PINNED = {
     "failure_loop.verify.max_tokens": 1024,
     "failure_loop.decontaminate_against": [],
     "failure_loop.mix_ratio": 0.3,
+    "failure_loop.sft_steps": 0,
+    "failure_loop.sft_lr": None,
     "failure_loop.seed": 0,
 }
 
@@ -418,6 +420,16 @@ def test_stages_of_each_mode():
     assert stage_names(load_config(None, [*base, "mode=sft_rl"])) == ["sft", "rl"]
     on = load_config(None, [*base, "mode=sft_rl", "failure_loop.enabled=true"])
     assert stage_names(on) == ["sft", "failure_loop", "rl"]
+    cont = load_config(None, [*base, "mode=sft_rl", "failure_loop.enabled=true",
+                              "failure_loop.sft_steps=5"])  # fmt: skip
+    assert stage_names(cont) == ["sft", "failure_loop", "sft_continue", "rl"]
+    # the loop alone leaves its files; continued SFT belongs to the two-stage run
+    alone = load_config(None, [*base, "mode=failure_loop", "failure_loop.sft_steps=5"])
+    assert stage_names(alone) == ["failure_loop"]
+    with pytest.raises(ConfigError, match="failure_loop.sft_lr"):
+        load_config(None, [*base, "failure_loop.sft_lr=0"])
+    with pytest.raises(ConfigError, match="failure_loop.sft_steps"):
+        load_config(None, [*base, "failure_loop.sft_steps=-1"])
     assert stage_names(load_config(None, [*base, "mode=failure_loop"])) == ["failure_loop"]
     assert stage_names(load_config(None, [*base, "mode=eval", "data.val_files=[c]"])) == ["eval"]
     with pytest.raises(ConfigError, match="data.train_files is empty"):
