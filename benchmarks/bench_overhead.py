@@ -70,7 +70,7 @@ def library(a, run_dir: Path) -> dict:
     keys = ("step", "generate", "reward", "old_logp", "advantages", "update", "sync", "other")
     out = {k: [r.get(f"time/{k}", 0.0) for r in steps] for k in keys}
     # the update's own time in the worker (time/update adds dispatch and transfer)
-    out["update_worker"] = [r.get("actor/update_seconds", 0.0) for r in steps]
+    out["update_worker"] = [r.get("actor/update/seconds", 0.0) for r in steps]
     return out
 
 

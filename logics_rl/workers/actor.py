@@ -116,7 +116,7 @@ class ActorRole:
         self.updates += 1
         out = self._merge(results)
         # the update's own time on this rank; the driver's time/update adds dispatch and transfer
-        out["actor/update_seconds"] = time.perf_counter() - t0
+        out["actor/update/seconds"] = time.perf_counter() - t0
         return out
 
     def _check_on_policy(self, train: TrainBatch) -> None:

@@ -248,7 +248,7 @@ def test_update_actor_then_sync(hybrid, prompts, tiny_model, train_batch):
 
     assert metrics["actor/optimizer_steps"] == 1.0
     # the worker's own time in the update: part of what the driver waited for
-    assert 0 < metrics["actor/update_seconds"] <= driver_s
+    assert 0 < metrics["actor/update/seconds"] <= driver_s
     assert metrics["actor/lr"] == pytest.approx(LR)
     assert math.isfinite(metrics["actor/grad_norm"]) and metrics["actor/grad_norm"] > 0
     # on-policy (old_logp from the same weights): ratio 1, PPO loss = -sum(A) / N
