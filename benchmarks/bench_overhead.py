@@ -166,7 +166,7 @@ def main() -> None:
     last = None
     for r in range(a.rounds):
         run_dir = Path(a.workdir) / f"library-{r}"
-        if r % 2 == 0 or last is None:
+        if r % 2 == 0:
             add(lib, library(a, run_dir))
             add(eng, run_raw(run_dir))
         else:
