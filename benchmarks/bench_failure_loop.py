@@ -4,15 +4,18 @@
 that borrow) and runs SFT -> failure loop -> RL. Per seed, this script runs that recipe (arm
 ``loop``) and then, from the same SFT model, the same RL stage on the original training set
 (arm ``base``: ``mode=rl model.path=<loop run>/sft/hf``): equal RL steps, prompts per step and
-samples (with ``failure_loop.sft_steps``, the loop arm's RL starts from the continued SFT
-model; the base arm's from stage one's). Both end with the held-out validation (``validation.k`` samples per problem), overall
-and per data source; ``sub_2d_borrow`` is the weak slice.
+samples. With ``failure_loop.sft_steps`` the loop arm's RL starts from a continued SFT on the
+loop's worked solutions; a third arm, ``control``, then spends the same SFT steps (same learning
+rate and warm-up) on stage one's own conversations before the same RL on the original set, so the
+loop is also compared at equal compute. Every arm ends with the held-out validation
+(``validation.k`` samples per problem), overall and per data source; ``sub_2d_borrow`` is the weak
+slice.
 
     python benchmarks/bench_failure_loop.py --out runs/bench_failure_loop --seeds 0 1 2
     python benchmarks/bench_failure_loop.py trainer.total_steps=100 --seeds 0 1 2   # overrides first
 
-Prints avg@k per seed and arm (SFT, base, loop; overall, weak slice, the other sources), the
-gains of ``loop`` over ``base``, and the loop's own cost; ``results.json`` in ``--out``. A run
+Prints avg@k per seed and arm (SFT, base, loop, control; overall, weak slice, the other
+sources), the gains of ``loop`` over ``base`` (and over ``control``), and the loop's own cost; ``results.json`` in ``--out``. A run
 directory that finished is reused when the script is run again.
 """
 
@@ -26,6 +29,8 @@ import sys
 import time
 
 import numpy as np
+
+from logics_rl.config.loader import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "failure_loop_arith_cpu.yaml")
@@ -72,12 +77,23 @@ def main() -> None:
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
+    cfg = load_config(RECIPE, args.overrides)
+    steps = cfg.failure_loop.sft_steps
+    lr = cfg.sft.optim.lr if cfg.failure_loop.sft_lr is None else cfg.failure_loop.sft_lr
+    # the control: the continued SFT's schedule (ContinueSFTStage) on stage one's data
+    control = [] if steps == 0 else [
+        "mode=sft_rl", "failure_loop.enabled=false", f"sft.total_steps={steps}",
+        f"sft.optim.lr={lr}",
+        f"sft.optim.warmup_steps={min(cfg.sft.optim.warmup_steps, steps // 10)}",
+    ]  # fmt: skip
     results: dict = {"recipe": RECIPE, "overrides": args.overrides, "seeds": {}}
     for seed in args.seeds:
         d = os.path.join(out, f"seed{seed}")
         common = [f"trainer.seed={seed}", *args.overrides]
         t_loop = main_run(f"{d}/loop", *common)
         t_base = main_run(f"{d}/base", *common, "mode=rl", f"model.path={d}/loop/sft/hf")
+        if control:
+            t_control = main_run(f"{d}/control", *common, *control, f"model.path={d}/loop/sft/hf")
         with open(f"{d}/loop/summary.json") as fh:
             loop = json.load(fh)
         with open(f"{d}/base/summary.json") as fh:
@@ -99,19 +115,26 @@ def main() -> None:
         }  # fmt: skip
         if "SFT + continued SFT" in loop:  # failure_loop.sft_steps: RL started from it
             row["continued_sft"] = scores(loop["SFT + continued SFT"])
+        if control:
+            with open(f"{d}/control/summary.json") as fh:
+                ctrl = json.load(fh)
+            row["control_sft"] = scores(ctrl["SFT (stage one)"])  # after its SFT steps
+            row["control"] = scores(ctrl["SFT + RL (stage two)"])
+            row["seconds"]["control_run"] = t_control
         results["seeds"][seed] = row
         with open(os.path.join(out, "results.json"), "w") as fh:
             json.dump(results, fh, indent=2)
-        arms = ("sft", "continued_sft", "base", "loop")
+        arms = ("sft", "continued_sft", "base", "loop", "control_sft", "control")
         print(f"seed {seed}: " + "  ".join(
             f"{arm} overall {row[arm]['overall']:.3f} weak {row[arm][WEAK]:.3f}"
             for arm in arms if arm in row
         ), flush=True)  # fmt: skip
     rows = list(results["seeds"].values())
-    for part in ("overall", WEAK, "add_2d", "sub_2d"):
-        gains = np.array([r["loop"][part] - r["base"][part] for r in rows])
-        print(f"{part:>14}: loop - base = {100 * gains.mean():+.1f} points "
-              f"(per seed {', '.join(f'{100 * g:+.1f}' for g in gains)})")  # fmt: skip
+    for other in ("base", "control") if control else ("base",):
+        for part in ("overall", WEAK, "add_2d", "sub_2d"):
+            gains = np.array([r["loop"][part] - r[other][part] for r in rows])
+            print(f"{part:>14}: loop - {other:<7} = {100 * gains.mean():+.1f} points "
+                  f"(per seed {', '.join(f'{100 * g:+.1f}' for g in gains)})")  # fmt: skip
 
 
 if __name__ == "__main__":
