@@ -44,6 +44,7 @@ from bench_curate_datatrove import (  # noqa: E402
     score,
     write_planted,
 )
+from common import MachineCpu  # noqa: E402
 
 
 def make_data(work: Path, rows: int, shards: int, seed: int, contaminate: int) -> dict:
@@ -87,10 +88,16 @@ def run_logics(work: Path, data_dir: Path, bench: str, args, workers: int, bands
         f"curate.decontaminate.benchmarks=[{{path: {bench}, field: problem, name: fixture}}]",
     ]
     env = {**os.environ, "COLUMNS": "200"}
-    _, mem = peak_rss_of(cmd, log=work / f"logics_w{workers}.log", env=env)
+    cpu = MachineCpu()
+    try:
+        _, mem = peak_rss_of(cmd, log=work / f"logics_w{workers}.log", env=env)
+    finally:
+        cpu.stop()
     with open(run_dir / "report.json", encoding="utf-8") as fh:
         rep = json.load(fh)
     steps = {s["name"]: s for s in rep["steps"]}
+    for s in steps.values():  # the machine's busy cores while the step ran
+        s["cores_busy"] = cpu.cores(s["started"], s["started"] + s["seconds"])
     return run_dir, steps, mem
 
 
@@ -162,6 +169,8 @@ def main(argv=None) -> dict:
             "dedup_rows_per_s": d["rows_in"] / d["seconds"],
             "decontaminate_s": c["seconds"],
             "decontaminate_rows_per_s": c["rows_in"] / c["seconds"],
+            "dedup_cores_busy": d["cores_busy"],
+            "decontaminate_cores_busy": c["cores_busy"],
             "wall_s": mem["wall_s"],
             "peak_rss_mb": mem["peak_rss_mb"],
             "peak_pss_mb": mem["peak_pss_mb"],

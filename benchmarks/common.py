@@ -33,6 +33,45 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class MachineCpu:
+    """How many of the machine's cores were busy, from ``/proc/stat`` read every ``every_s`` in a
+    thread: ``cores(t0, t1)`` for any wall-clock window (``time.time()``) inside the sampling.
+    On a quiet machine it says whether a step left cores idle (more workers could help) or kept
+    them all busy (more workers cannot, on this machine)."""
+
+    def __init__(self, every_s: float = 0.5):
+        with open("/proc/stat") as fh:  # the CPUs the kernel counts in its aggregate line
+            self.ncpu = sum(1 for line in fh if line[:3] == "cpu" and line[3].isdigit())
+        self.every_s, self.samples = every_s, [self._read()]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _read() -> tuple[float, int, int]:
+        with open("/proc/stat") as fh:
+            ticks = [int(x) for x in fh.readline().split()[1:]]
+        idle = ticks[3] + ticks[4]  # idle + iowait
+        return time.time(), sum(ticks) - idle, sum(ticks)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.samples.append(self._read())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(self._read())
+
+    def cores(self, t0: float, t1: float) -> float:
+        """Mean busy cores between the samples nearest to ``t0`` and ``t1``."""
+        a = min(self.samples, key=lambda s: abs(s[0] - t0))
+        b = min(self.samples, key=lambda s: abs(s[0] - t1))
+        if b[2] <= a[2]:
+            return float("nan")
+        return self.ncpu * (b[1] - a[1]) / (b[2] - a[2])
+
+
 class Timer:
     def __enter__(self):
         self.t0 = time.perf_counter()

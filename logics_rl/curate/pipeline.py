@@ -56,6 +56,7 @@ class StepReport:
     seconds: float
     cached: bool
     extra: dict = field(default_factory=dict)
+    started: float = 0.0  # wall clock (time.time()) when the step began computing
 
 
 def _fingerprint(cfg: CurateConfig) -> dict:
@@ -185,7 +186,7 @@ def run_curate(
             key = _key(key, name, settings)
         step_dir = os.path.join(root, f"{i:02d}-{name}-{key[:12]}")
         cached = os.path.exists(os.path.join(step_dir, DONE))
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         if not cached:
             shutil.rmtree(step_dir, ignore_errors=True)
             os.makedirs(step_dir)
@@ -208,7 +209,7 @@ def run_curate(
                 raise
             rows_in, rows_out, removed = _count(step_dir)
             rep = StepReport(
-                name, rows_in, rows_out, removed, time.perf_counter() - t0, False, extra
+                name, rows_in, rows_out, removed, time.perf_counter() - t0, False, extra, started
             )
             with open(os.path.join(step_dir, "report.json"), "w", encoding="utf-8") as fh:
                 json.dump(rep.__dict__, fh, indent=2)

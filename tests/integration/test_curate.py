@@ -302,6 +302,9 @@ def test_the_curate_example_reports_what_it_planted(ray_cluster, tmp_path):
     assert 24 <= removed["dedup"]["near duplicate (jaccard >= 0.7)"] <= 30
     assert removed["decontaminate"] == {"contaminated: arith_eval": 12}
     assert rep["outputs"]["rl"]["rows"] == rep["steps"][-1]["rows_out"] > 0
+    # each step's start time: in order, each after the previous one's start plus its seconds
+    for a, b in zip(rep["steps"], rep["steps"][1:]):
+        assert b["started"] >= a["started"] + a["seconds"] > 1.7e9
 
 
 def test_judge_annotation_through_vllm_counts_unparsable_replies(ray_cluster, tiny_model, tmp_path):
