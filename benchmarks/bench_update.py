@@ -16,7 +16,8 @@ see the same machine load; the median is reported.
 - ``engine-fp32-shared`` / ``engine-bf16-shared``: the same with ``actor.share_prompts: true``
   (the samples of a prompt run it once, when the engine's plan says it pays);
 - ``engine-fp32-recompute`` / ``engine-bf16-recompute``: the same with
-  ``actor.logprob_keep_logits_mb: 0`` (the LM head's backward recomputes the logits);
+  ``actor.logprob_keep_logits_mb: 0`` (the LM head's backward recomputes the logits; the other
+  engine settings keep them within ``--keep-mb``, default 256 as the config's default);
 - ``megatron-fp32`` / ``megatron-bf16``: the same with ``actor.engine: megatron`` (one rank);
 - ``hf-fp32`` / ``hf-bf16``: the same HF model outside the library: padded forward, float32
   log-softmax of all logits, the same loss, backward, ``torch.optim.AdamW`` (foreach), with
@@ -206,6 +207,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--settings", default=None, help="default: all (bf16 ones only where native)")
     ap.add_argument("--profile", default=None, help="print a profiler table of this setting")
+    ap.add_argument(
+        "--keep-mb", type=int, default=256, help="actor.logprob_keep_logits_mb (not -recompute)"
+    )
     a = ap.parse_args()
     from logics_rl.engines.common import cpu_emulated_dtypes
 
@@ -240,7 +244,7 @@ def main() -> None:
         if kind in ("engine", "megatron"):
             dtype = {"fp32": "float32", "bf16": "bfloat16"}[dt]
             engine = "fsdp" if kind == "engine" else "megatron"
-            keep_mb = 0 if "recompute" in flags else 256
+            keep_mb = 0 if "recompute" in flags else a.keep_mb
             steps[s] = engine_step(path, dtype, batch, engine, share=shared, keep_mb=keep_mb)[0]
         else:
             steps[s] = hf_step(path, dt == "bf16", batch)[0]

@@ -64,7 +64,8 @@ class _PackedLM(nn.Module):
     """Root FSDP unit: decoder forward on a packed row, then chunked log-probs of the targets.
 
     ``autocast``: the decoder's compute dtype on CPU (bfloat16 matmuls over float32 weights,
-    norms and residuals in float32); the LM head and the log-probs stay float32 either way.
+    norms and residuals in float32); the LM head's logits and the log-probs stay float32 either
+    way, its two gradient GEMMs take the autocast dtype (``logprob.token_logprobs``).
     With the ``prompt_*`` tensors (shared layout) the decoder first runs the distinct prompts,
     then the responses on the prompts' KV cache indexed per sample (``prompt_of_row``).
     """
@@ -138,6 +139,7 @@ class _PackedLM(nn.Module):
             with_entropy=with_entropy,
             chunk=chunk,
             keep_bytes=keep_bytes,
+            grad_dtype=self.autocast,
         )
 
 

@@ -18,6 +18,11 @@ When a call's float32 logits fit ``keep_bytes`` (``actor.logprob_keep_logits_mb`
 keeps them for its backward instead: one LM-head GEMM fewer out of four, and the backward uses
 the forward's own logits (a recomputation equals them up to the GEMM kernel's rounding). At a
 49k vocabulary that is 1,000 tokens per 200 MB.
+
+``grad_dtype`` (the engine's autocast dtype, bfloat16 on CPU): the backward's two gradient GEMMs
+(logit gradient x weight, logit gradient^T x hidden) take their inputs in that dtype, as autocast
+does for every other linear layer's backward; the logits, log-probs, entropy and the logit
+gradient itself stay float32. The weight is cast once per call, not per chunk.
 """
 
 from __future__ import annotations
@@ -88,12 +93,21 @@ def _stats(
 class _ChunkLogProbs(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx, hidden, weight, targets, temperature: float, with_entropy: bool, shard, keep: bool
+        ctx,
+        hidden,
+        weight,
+        targets,
+        temperature: float,
+        with_entropy: bool,
+        shard,
+        keep: bool,
+        low_weight: Tensor | None = None,
     ):
         z = _logits(hidden, weight, temperature)
         logp, lse, ez = _stats(z, targets, with_entropy, shard)
         ctx.save_for_backward(hidden, weight, targets, lse, ez)
         ctx.temperature, ctx.with_entropy, ctx.shard = temperature, with_entropy, shard
+        ctx.low_weight = low_weight  # the weight in grad_dtype, shared by the call's chunks
         ctx.logits = z if keep else None  # the backward overwrites it: used once, then dropped
         entropy = lse - ez if with_entropy else torch.zeros_like(logp)
         return logp, entropy
@@ -121,9 +135,15 @@ class _ChunkLogProbs(torch.autograd.Function):
         grad.scatter_add_(-1, col[:, None], g_target[:, None])
         if ctx.temperature != 1.0:
             grad.div_(ctx.temperature)
-        grad_hidden = (grad @ weight.float()).to(hidden.dtype)
-        grad_weight = (grad.t() @ hidden.float()).to(weight.dtype)
-        return grad_hidden, grad_weight, None, None, None, None, None
+        low, ctx.low_weight = ctx.low_weight, None
+        if low is None:
+            grad_hidden = (grad @ weight.float()).to(hidden.dtype)
+            grad_weight = (grad.t() @ hidden.float()).to(weight.dtype)
+        else:
+            grad = grad.to(low.dtype)
+            grad_hidden = (grad @ low).to(hidden.dtype)
+            grad_weight = (grad.t() @ hidden.to(low.dtype)).to(weight.dtype)
+        return grad_hidden, grad_weight, None, None, None, None, None, None
 
 
 def token_logprobs(
@@ -136,20 +156,27 @@ def token_logprobs(
     chunk: int = 1024,
     shard: VocabShard | None = None,
     keep_bytes: int = 0,
+    grad_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """log softmax(h W^T / T)[target] and (optionally) the entropy, per token, in float32.
 
     Shapes: hidden [M, H], weight [V, H] (the LM head, or this rank's rows of it with
     ``shard``), targets [M] -> logp [M], entropy [M]. Under autograd, the chunks keep their
-    logits for the backward when all of them (M x V x 4 bytes) fit ``keep_bytes``.
+    logits for the backward when all of them (M x V x 4 bytes) fit ``keep_bytes``, and run the
+    backward's gradient GEMMs in ``grad_dtype`` when it is given (a float16 / bfloat16).
     """
     logps, ents = [], []
     grad = torch.is_grad_enabled() and (hidden_MH.requires_grad or weight_VH.requires_grad)
     keep = hidden_MH.shape[0] * weight_VH.shape[0] * 4 <= keep_bytes
+    low = None
+    if grad and grad_dtype not in (None, torch.float32) and hidden_MH.shape[0]:
+        low = weight_VH.detach().to(grad_dtype)
     for start in range(0, hidden_MH.shape[0], chunk):
         h, t = hidden_MH[start : start + chunk], targets_M[start : start + chunk]
         if grad:
-            lp, ent = _ChunkLogProbs.apply(h, weight_VH, t, temperature, with_entropy, shard, keep)
+            lp, ent = _ChunkLogProbs.apply(
+                h, weight_VH, t, temperature, with_entropy, shard, keep, low
+            )
         else:
             lp, lse, ez = _stats(_logits(h, weight_VH, temperature), t, with_entropy, shard)
             ent = lse - ez if with_entropy else None

@@ -340,3 +340,32 @@ def test_kept_logits_give_the_recomputed_numbers_with_one_gemm_fewer(monkeypatch
     for x, y in zip(kept, recomputed):
         if x is not None:
             torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_bfloat16_gradient_gemms_keep_float32_logprobs_and_round_only_the_gradients(keep):
+    """``grad_dtype=bfloat16``: the forward (log-probs, entropy) is the float32 one bit for bit;
+    the gradients are autograd's float32 ones up to bfloat16 rounding of the two GEMMs' inputs
+    (relative error about 2^-8 of the gradient's scale), and keep their parameters' dtypes."""
+    g = torch.Generator().manual_seed(5)
+    h0 = torch.randn(37, 64, generator=g)
+    w0 = torch.randn(300, 64, generator=g) * 0.2
+    t = torch.randint(0, 300, (37,), generator=g)
+    a, b = torch.randn(37, generator=g), torch.randn(37, generator=g)
+
+    def run(grad_dtype):
+        h, w = h0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+        lp, ent = token_logprobs(
+            h, w, t, temperature=0.7, with_entropy=True, chunk=8,
+            keep_bytes=10**9 if keep else 0, grad_dtype=grad_dtype,
+        )  # fmt: skip
+        ((a * lp).sum() + (b * ent).sum()).backward()
+        return lp.detach(), ent.detach(), h.grad, w.grad
+
+    lp32, ent32, gh32, gw32 = run(None)
+    lp16, ent16, gh16, gw16 = run(torch.bfloat16)
+    assert torch.equal(lp16, lp32) and torch.equal(ent16, ent32)
+    assert gh16.dtype == gw16.dtype == torch.float32
+    for low, ref in ((gh16, gh32), (gw16, gw32)):
+        err = (low - ref).norm() / ref.norm()
+        assert 1e-4 < err < 2e-2, err  # rounded (not the float32 path), and only by bfloat16

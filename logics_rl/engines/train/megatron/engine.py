@@ -224,7 +224,7 @@ class _MegatronLM(nn.Module):
         weight, shard = self.lm_head()
         if shard is not None and not sequence_parallel:
             hidden = copy_to_tensor_model_parallel_region(hidden)  # its grad sums over tp
-        with torch.autocast(device_type, enabled=False):  # the LM head stays float32
+        with torch.autocast(device_type, enabled=False):  # logits and log-probs stay float32
             return token_logprobs(
                 hidden,
                 weight,
@@ -234,6 +234,7 @@ class _MegatronLM(nn.Module):
                 chunk=chunk,
                 shard=shard,
                 keep_bytes=keep_bytes,
+                grad_dtype=self.autocast,
             )
 
 
