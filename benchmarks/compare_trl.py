@@ -47,7 +47,8 @@ trained on, per second of the training phase), the peak memory of the whole proc
 logics-rl driver, Ray's processes and its worker; TRL's single process) as the sum of RSS (read every
 second) and of PSS (PSS counts pages shared between processes once; read at new RSS peaks and every
 15 s, since reading it stalls the process: ``common.TreeSampler``), and the
-ratio TRL / logics-rl. A table is printed and everything (with versions and the machine) is
+ratio TRL / logics-rl; also logics-rl's step scaled to TRL's token counts (each phase by its
+token ratio: the two sides sample different responses from the same policy). A table is printed and everything (with versions and the machine) is
 written to ``--out``. Startup (model load, Ray, vLLM engine) is not in the step times.
 """
 
@@ -351,10 +352,28 @@ def print_table(trl: dict, ours: dict, trl_path: str) -> dict[str, float]:
         r = trl[key] / ours[key] if ours[key] else float("nan")
         ratios[key] = r
         print(f"{label:30} {fmt.format(trl[key]):>22} {fmt.format(ours[key]):>12} {r:>15.2f}x")
+    # The sides sample different responses from the same policy (vLLM vs HF generate), so their
+    # token counts per step differ: logics-rl's step with each phase scaled to TRL's tokens.
+    scaled = equal_tokens_step(trl, ours)
+    ratios["step_s_at_trl_tokens"] = trl["step_s"] / scaled if scaled else float("nan")
+    print(f"{'  logics-rl at TRL token counts':30} {'':>22} {scaled:>12.2f} "
+          f"{ratios['step_s_at_trl_tokens']:>15.2f}x")  # fmt: skip
     n = (trl["steps_measured"], ours["steps_measured"])
     print(f"(steps measured after warm-up: TRL {n[0]}, logics-rl {n[1]}; seconds and MB: a ratio")
     print(" above 1 means TRL takes more; tokens / s: below 1 means TRL is slower)")
     return ratios
+
+
+def equal_tokens_step(trl: dict, ours: dict) -> float:
+    """logics-rl's median step with generation scaled by TRL's generated tokens over its own and
+    training by the trained tokens (the rest unscaled): the per-step time at TRL's work."""
+    if not (ours["gen_tokens"] and ours["train_tokens"]):
+        return 0.0
+    return (
+        ours["generate_s"] * trl["gen_tokens"] / ours["gen_tokens"]
+        + ours["train_s"] * trl["train_tokens"] / ours["train_tokens"]
+        + ours["other_s"]
+    )
 
 
 # --------------------------------------------------------------------------- main
