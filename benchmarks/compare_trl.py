@@ -48,8 +48,9 @@ logics-rl driver, Ray's processes and its worker; TRL's single process) as the s
 second) and of PSS (PSS counts pages shared between processes once; read at new RSS peaks and every
 15 s, since reading it stalls the process: ``common.TreeSampler``), and the
 ratio TRL / logics-rl; also logics-rl's step scaled to TRL's token counts (each phase by its
-token ratio: the two sides sample different responses from the same policy). A table is printed and everything (with versions and the machine) is
-written to ``--out``. Startup (model load, Ray, vLLM engine) is not in the step times.
+token ratio: the two sides sample different responses from the same policy). A table is
+printed and everything (with versions and the machine) is written to ``--out``. Startup (model
+load, Ray, vLLM engine) is not in the step times.
 """
 
 from __future__ import annotations
