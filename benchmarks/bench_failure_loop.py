@@ -15,8 +15,9 @@ slice.
     python benchmarks/bench_failure_loop.py trainer.total_steps=100 --seeds 0 1 2   # overrides first
 
 Prints avg@k per seed and arm (SFT, base, loop, control; overall, weak slice, the other
-sources), the gains of ``loop`` over ``base`` (and over ``control``), and the loop's own cost; ``results.json`` in ``--out``. A run
-directory that finished is reused when the script is run again.
+sources), the gains of ``loop`` over ``base`` (and over ``control``), and the loop's own cost;
+``results.json`` in ``--out``. A run directory that finished is reused when the script is run
+again.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import time
 import numpy as np
 
 from logics_rl.config.loader import load_config
+from logics_rl.trainer.stages import continued_sft
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "failure_loop_arith_cpu.yaml")
@@ -78,13 +80,11 @@ def main() -> None:
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     cfg = load_config(RECIPE, args.overrides)
-    steps = cfg.failure_loop.sft_steps
-    lr = cfg.sft.optim.lr if cfg.failure_loop.sft_lr is None else cfg.failure_loop.sft_lr
-    # the control: the continued SFT's schedule (ContinueSFTStage) on stage one's data
-    control = [] if steps == 0 else [
-        "mode=sft_rl", "failure_loop.enabled=false", f"sft.total_steps={steps}",
-        f"sft.optim.lr={lr}",
-        f"sft.optim.warmup_steps={min(cfg.sft.optim.warmup_steps, steps // 10)}",
+    # the control: the continued SFT's schedule on stage one's data
+    sft = continued_sft(cfg)
+    control = [] if cfg.failure_loop.sft_steps == 0 else [
+        "mode=sft_rl", "failure_loop.enabled=false", f"sft.total_steps={sft.total_steps}",
+        f"sft.optim.lr={sft.optim.lr}", f"sft.optim.warmup_steps={sft.optim.warmup_steps}",
     ]  # fmt: skip
     results: dict = {"recipe": RECIPE, "overrides": args.overrides, "seeds": {}}
     for seed in args.seeds:

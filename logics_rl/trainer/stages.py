@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
-from logics_rl.config.schema import Config, Mode
+from logics_rl.config.schema import Config, Mode, SFTConfig
 from logics_rl.trainer.setup import prepare_run_dir, resolve_data, resolve_model
 
 
@@ -177,6 +177,19 @@ class FailureLoopStage:
         return StageOutput(ctx.model_path)
 
 
+def continued_sft(cfg: Config) -> SFTConfig:
+    """The ``sft`` section of the continued SFT (``ContinueSFTStage``) before its training files
+    are set: ``failure_loop.sft_steps`` steps, learning rate ``failure_loop.sft_lr`` (default
+    ``sft.optim.lr``), warm-up at most a tenth of the steps."""
+    lc, sft = cfg.failure_loop, cfg.sft
+    optim = dataclasses.replace(
+        sft.optim,
+        lr=lc.sft_lr if lc.sft_lr is not None else sft.optim.lr,
+        warmup_steps=min(sft.optim.warmup_steps, lc.sft_steps // 10),
+    )
+    return dataclasses.replace(sft, total_steps=lc.sft_steps, optim=optim)
+
+
 class ContinueSFTStage:
     """``failure_loop.sft_steps`` SFT steps from the current model on the loop's continued-SFT
     set (``failure_loop/output/sft.jsonl``: ``sft.train_files`` plus the worked solutions of the
@@ -191,21 +204,14 @@ class ContinueSFTStage:
     def run(self, ctx: RunContext) -> StageOutput:
         from logics_rl.trainer.sft import SFTTrainer
 
-        lc, sft = ctx.cfg.failure_loop, ctx.cfg.sft
+        lc = ctx.cfg.failure_loop
         if not ctx.loop_sft_file:
             ctx.console.print(
                 "[yellow]failure loop: no synthesized question has a worked solution; no "
                 "continued SFT[/yellow]", highlight=False,
             )  # fmt: skip
             return StageOutput(ctx.model_path)
-        optim = dataclasses.replace(
-            sft.optim,
-            lr=lc.sft_lr if lc.sft_lr is not None else sft.optim.lr,
-            warmup_steps=min(sft.optim.warmup_steps, lc.sft_steps // 10),
-        )
-        cont = dataclasses.replace(
-            sft, train_files=[ctx.loop_sft_file], total_steps=lc.sft_steps, optim=optim
-        )
+        cont = dataclasses.replace(continued_sft(ctx.cfg), train_files=[ctx.loop_sft_file])
 
         def body(cfg: Config) -> tuple[dict[str, float], str]:
             with _trainer(SFTTrainer, ctx, self.name, cfg) as trainer:
